@@ -1,0 +1,246 @@
+// Configuration: parsed once at start-up from the environment (brief, "Contract").
+// A bad or missing value throws ConfigError naming the variable; main.ts prints it and exits.
+import path from "node:path";
+import { z } from "zod";
+import { ConfigError } from "./errors.ts";
+
+export interface ApiToken {
+  /** Recorded in the audit trail; never the token itself. */
+  readonly name: string;
+  readonly token: string;
+}
+
+export type GitHubCredentials =
+  | { readonly kind: "token"; readonly token: string }
+  | { readonly kind: "app"; readonly appId: string; readonly privateKey: string }
+  | { readonly kind: "none" };
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly redisUrl: string;
+  readonly queuePrefix: string;
+  readonly webhookSecrets: readonly string[];
+  readonly apiTokens: readonly ApiToken[];
+  readonly dataDir: string;
+  readonly pulumiBackendUrl: string;
+  readonly pulumiPassphrase: string | undefined;
+  readonly target: "local" | "aws";
+  readonly gitopsRepo: string;
+  readonly github: GitHubCredentials;
+  readonly githubApiUrl: string;
+  readonly localMysqlUrl: string;
+  readonly localRedisUrl: string;
+  readonly concurrency: number;
+  readonly shutdownGraceMs: number;
+  readonly logLevel: string;
+  /** Paths (prefixes or globs with `*`/`**`) whose change on the default branch triggers a rollout. */
+  readonly deployPaths: readonly string[];
+  readonly publicUrl: string;
+  /** The application's git repository and chart path that tenant Applications deploy. */
+  readonly appRepoUrl: string;
+  readonly appChartPath: string;
+  /** Kubernetes API server Argo CD deploys to, and the namespace Argo CD runs in. */
+  readonly argocdDestination: string;
+  readonly argocdNamespace: string;
+  /** Rollout waves, in order: each a list of regions (`development` = the preview region). */
+  readonly rolloutWaves: readonly (readonly string[])[];
+  /** Circuit breaker: at most this many tenant deletions within the window. */
+  readonly deleteMaxPerWindow: number;
+  readonly deleteWindowMs: number;
+  /** After a tier move, the source is kept this long for a rollback (0: removed at once). */
+  readonly moveRollbackWindowMs: number;
+  /** BullMQ job lock: a worker that dies mid-job loses the job to another worker after this long. */
+  readonly jobLockMs: number;
+  /** How often workers look for jobs whose worker died (stalled jobs). */
+  readonly stalledIntervalMs: number;
+  /** aws: the role in the separate tenant-code account that tenant functions are deployed with. */
+  readonly tenantCodeRoleArn: string | undefined;
+  /** Per-kind time limits in ms (STACKRAIL_TIMEOUTS="tenant.provision=1800,release.rollout=7200", seconds). */
+  readonly timeouts: Readonly<Record<string, number>>;
+  /** How often the worker looks for scheduled work (idle previews, ended rollback windows). */
+  readonly schedulerIntervalMs: number;
+  /** A preview waits this long before it runs, so a burst of pushes runs once for the newest head. */
+  readonly previewDebounceMs: number;
+  /** Previews idle longer than this are destroyed by the reaper. */
+  readonly previewTtlMs: number;
+  /** At most this many live previews; more wait in the queue with a comment saying why. */
+  readonly maxPreviews: number;
+  /** Region PR previews and the development wave use. */
+  readonly previewRegion: string;
+  /** Every tenant stack gets a drift check (refresh preview) once per interval, at its own offset; 0: never. */
+  readonly driftIntervalMs: number;
+  /** Scheduled drift checks repair what they find (refresh + up); protected tenants are only reported. */
+  readonly driftRepair: boolean;
+}
+
+const listOf = (raw: string | undefined): string[] =>
+  (raw ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+
+function parseTokens(raw: string | undefined): ApiToken[] {
+  return listOf(raw).map((entry, index) => {
+    const eq = entry.indexOf("=");
+    // `name=token` names a token for the audit trail; a bare token gets a positional name.
+    if (eq > 0) {
+      const name = entry.slice(0, eq);
+      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
+        throw new ConfigError("STACKRAIL_API_TOKENS", `token name #${index + 1} must match [A-Za-z0-9_.-]{1,64}`);
+      }
+      const token = entry.slice(eq + 1);
+      if (token.length < 16) throw new ConfigError("STACKRAIL_API_TOKENS", `token "${name}" is shorter than 16 characters`);
+      return { name, token };
+    }
+    if (entry.length < 16) throw new ConfigError("STACKRAIL_API_TOKENS", `token #${index + 1} is shorter than 16 characters`);
+    return { name: `token-${index + 1}`, token: entry };
+  });
+}
+
+function field<T>(variable: string, schema: z.ZodType<T>, raw: string | undefined): T {
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(variable, issue?.message ?? "invalid value");
+  }
+  return parsed.data;
+}
+
+const urlWith = (protocols: string[]) =>
+  z.string().refine((v) => {
+    try {
+      return protocols.includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
+  }, `must be a URL with scheme ${protocols.join(" or ")}`);
+
+const intIn = (min: number, max: number) =>
+  z.coerce.number().int(`must be a whole number`).min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
+
+const booleanFlag = z
+  .enum(["true", "false", "1", "0", "yes", "no"], { message: "must be true or false" })
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const dataDir = path.resolve(cwd, env.STACKRAIL_DATA_DIR ?? "./.stackrail");
+  const redisUrl = field("REDIS_URL", urlWith(["redis:", "rediss:"]), env.REDIS_URL ?? "redis://127.0.0.1:6379");
+
+  const backend = env.PULUMI_BACKEND_URL ?? `file://${path.join(dataDir, "state")}`;
+  field("PULUMI_BACKEND_URL", z.string().regex(/^(file|s3|gs|azblob|https?):\/\//, "must be a Pulumi backend URL (file://, s3://, https://...)"), backend);
+
+  const passphrase = env.PULUMI_CONFIG_PASSPHRASE ?? undefined;
+  const hasOtherSecretsProvider = Boolean(env.PULUMI_CONFIG_PASSPHRASE_FILE || env.STACKRAIL_SECRETS_PROVIDER);
+  if (!passphrase && !hasOtherSecretsProvider) {
+    throw new ConfigError(
+      "PULUMI_CONFIG_PASSPHRASE",
+      "is required (it encrypts stack secrets); set it, or set PULUMI_CONFIG_PASSPHRASE_FILE or STACKRAIL_SECRETS_PROVIDER",
+    );
+  }
+
+  let github: GitHubCredentials = { kind: "none" };
+  if (env.GITHUB_APP_ID || env.GITHUB_APP_PRIVATE_KEY) {
+    const appId = field("GITHUB_APP_ID", z.string().regex(/^\d+$/, "must be the numeric App id"), env.GITHUB_APP_ID);
+    const privateKey = field(
+      "GITHUB_APP_PRIVATE_KEY",
+      z.string().includes("PRIVATE KEY", { message: "must be a PEM private key" }),
+      env.GITHUB_APP_PRIVATE_KEY?.replace(/\\n/g, "\n"),
+    );
+    github = { kind: "app", appId, privateKey };
+  } else if (env.GITHUB_TOKEN) {
+    github = { kind: "token", token: env.GITHUB_TOKEN };
+  }
+
+  const port = field("PORT", intIn(0, 65535), env.PORT ?? "8080");
+  return {
+    port,
+    host: field("HOST", z.string().min(1), env.HOST ?? "0.0.0.0"),
+    redisUrl,
+    queuePrefix: field("STACKRAIL_QUEUE_PREFIX", z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, "must match [A-Za-z0-9:_-]{1,64}"), env.STACKRAIL_QUEUE_PREFIX ?? "stackrail"),
+    webhookSecrets: listOf(env.GITHUB_WEBHOOK_SECRET),
+    apiTokens: parseTokens(env.STACKRAIL_API_TOKENS),
+    dataDir,
+    pulumiBackendUrl: backend,
+    pulumiPassphrase: passphrase,
+    target: field("STACKRAIL_TARGET", z.enum(["local", "aws"], { message: "must be local or aws" }), env.STACKRAIL_TARGET ?? "local"),
+    gitopsRepo: field("GITOPS_REPO", z.string().min(1), env.GITOPS_REPO ?? path.join(dataDir, "gitops.git")),
+    github,
+    githubApiUrl: field("GITHUB_API_URL", urlWith(["https:", "http:"]), env.GITHUB_API_URL ?? "https://api.github.com").replace(/\/$/, ""),
+    localMysqlUrl: field("LOCAL_MYSQL_URL", urlWith(["mysql:"]), env.LOCAL_MYSQL_URL ?? "mysql://root@127.0.0.1:3306"),
+    localRedisUrl: field("LOCAL_REDIS_URL", urlWith(["redis:", "rediss:"]), env.LOCAL_REDIS_URL ?? redisUrl),
+    concurrency: field("STACKRAIL_CONCURRENCY", intIn(1, 64), env.STACKRAIL_CONCURRENCY ?? "2"),
+    shutdownGraceMs: field("STACKRAIL_SHUTDOWN_GRACE_MS", intIn(0, 3_600_000), env.STACKRAIL_SHUTDOWN_GRACE_MS ?? "30000"),
+    logLevel: field("LOG_LEVEL", z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), env.LOG_LEVEL ?? "info"),
+    deployPaths: listOf(env.STACKRAIL_DEPLOY_PATHS ?? "src/**,app/**,Dockerfile,package.json,charts/**"),
+    appRepoUrl: field("STACKRAIL_APP_REPO_URL", urlWith(["https:", "http:", "ssh:", "file:"]), env.STACKRAIL_APP_REPO_URL ?? "https://github.com/example/app.git"),
+    appChartPath: field("STACKRAIL_APP_CHART_PATH", z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/, "must be a relative path"), env.STACKRAIL_APP_CHART_PATH ?? "charts/app"),
+    argocdDestination: field("STACKRAIL_ARGOCD_DESTINATION", urlWith(["https:"]), env.STACKRAIL_ARGOCD_DESTINATION ?? "https://kubernetes.default.svc"),
+    argocdNamespace: field("STACKRAIL_ARGOCD_NAMESPACE", z.string().regex(/^[a-z0-9-]{1,63}$/, "must be a namespace name"), env.STACKRAIL_ARGOCD_NAMESPACE ?? "argocd"),
+    deleteMaxPerWindow: field("STACKRAIL_DELETE_MAX", intIn(0, 10_000), env.STACKRAIL_DELETE_MAX ?? "3"),
+    deleteWindowMs: field("STACKRAIL_DELETE_WINDOW_S", intIn(1, 30 * 24 * 3600), env.STACKRAIL_DELETE_WINDOW_S ?? "3600") * 1000,
+    moveRollbackWindowMs: field("STACKRAIL_MOVE_ROLLBACK_WINDOW_S", intIn(0, 30 * 24 * 3600), env.STACKRAIL_MOVE_ROLLBACK_WINDOW_S ?? "86400") * 1000,
+    jobLockMs: field("STACKRAIL_JOB_LOCK_MS", intIn(1000, 3_600_000), env.STACKRAIL_JOB_LOCK_MS ?? "60000"),
+    stalledIntervalMs: field("STACKRAIL_STALLED_INTERVAL_MS", intIn(500, 3_600_000), env.STACKRAIL_STALLED_INTERVAL_MS ?? "30000"),
+    tenantCodeRoleArn:
+      env.STACKRAIL_TENANT_CODE_ROLE_ARN === undefined
+        ? undefined
+        : field("STACKRAIL_TENANT_CODE_ROLE_ARN", z.string().regex(/^arn:aws:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, "must be an IAM role ARN"), env.STACKRAIL_TENANT_CODE_ROLE_ARN),
+    timeouts: parseTimeouts(env.STACKRAIL_TIMEOUTS ?? ""),
+    schedulerIntervalMs: field("STACKRAIL_SCHEDULER_INTERVAL_MS", intIn(200, 3_600_000), env.STACKRAIL_SCHEDULER_INTERVAL_MS ?? "15000"),
+    previewDebounceMs: field("STACKRAIL_PREVIEW_DEBOUNCE_MS", intIn(0, 600_000), env.STACKRAIL_PREVIEW_DEBOUNCE_MS ?? "2000"),
+    previewTtlMs: field("STACKRAIL_PREVIEW_TTL_HOURS", z.coerce.number().positive("must be a positive number of hours").max(24 * 365), env.STACKRAIL_PREVIEW_TTL_HOURS ?? "72") * 3_600_000,
+    maxPreviews: field("STACKRAIL_MAX_PREVIEWS", intIn(1, 10_000), env.STACKRAIL_MAX_PREVIEWS ?? "10"),
+    rolloutWaves: parseWaves(env.STACKRAIL_ROLLOUT_WAVES ?? "eu-west-1;eu-central-1,us-east-1"),
+    previewRegion: field("STACKRAIL_PREVIEW_REGION", z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "must be a region name"), env.STACKRAIL_PREVIEW_REGION ?? "eu-west-1"),
+    driftIntervalMs: field("STACKRAIL_DRIFT_INTERVAL_S", intIn(0, 30 * 24 * 3600), env.STACKRAIL_DRIFT_INTERVAL_S ?? "21600") * 1000,
+    driftRepair: field("STACKRAIL_DRIFT_REPAIR", booleanFlag, env.STACKRAIL_DRIFT_REPAIR ?? "false"),
+    publicUrl: field("STACKRAIL_PUBLIC_URL", urlWith(["https:", "http:"]), env.STACKRAIL_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ""),
+  };
+}
+
+function parseTimeouts(raw: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const entry of listOf(raw)) {
+    const m = /^([a-z]+\.[a-z]+)=(\d{1,7})$/.exec(entry);
+    if (!m?.[1] || !m[2]) throw new ConfigError("STACKRAIL_TIMEOUTS", `"${entry}" must look like kind=seconds (tenant.provision=1800)`);
+    out[m[1]] = Number(m[2]) * 1000;
+  }
+  return out;
+}
+
+/** `eu-west-1;eu-central-1,us-east-1`: waves separated by `;`, regions in a wave by `,`. */
+function parseWaves(raw: string): string[][] {
+  const waves = raw.split(";").map((w) => listOf(w));
+  if (waves.length === 0 || waves.some((w) => w.length === 0)) {
+    throw new ConfigError("STACKRAIL_ROLLOUT_WAVES", "must be waves separated by ';', each a comma-separated list of regions");
+  }
+  for (const region of waves.flat()) {
+    if (!/^[a-z]{2}(-[a-z]+)+-\d$/.test(region)) throw new ConfigError("STACKRAIL_ROLLOUT_WAVES", `"${region}" is not a region name`);
+  }
+  return waves;
+}
+
+/** Every configured secret value, so that the logger and job records can scrub them wherever they appear. */
+export function secretValues(config: Config): string[] {
+  const values = [
+    ...config.webhookSecrets,
+    ...config.apiTokens.map((t) => t.token),
+    config.pulumiPassphrase,
+    config.github.kind === "token" ? config.github.token : undefined,
+    config.github.kind === "app" ? config.github.privateKey : undefined,
+    passwordOf(config.localMysqlUrl),
+    passwordOf(config.localRedisUrl),
+    passwordOf(config.redisUrl),
+  ];
+  return values.filter((v): v is string => typeof v === "string" && v.length >= 4);
+}
+
+function passwordOf(url: string): string | undefined {
+  try {
+    const p = decodeURIComponent(new URL(url).password);
+    return p.length > 0 ? p : undefined;
+  } catch {
+    return undefined;
+  }
+}

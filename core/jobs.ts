@@ -1,0 +1,102 @@
+// The job model shared by the HTTP edge (which enqueues) and the worker (which runs).
+// Job data is stored in Redis, so it never holds a secret: only identifiers and references.
+import { z } from "zod";
+import {
+  functionNameSchema,
+  gitShaSchema,
+  prNumberSchema,
+  regionSchema,
+  tenantIdSchema,
+  tierSchema,
+  versionSchema,
+} from "./ids.ts";
+
+/** Who or what asked for a job: the audit trail's first half. */
+export const triggerSchema = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("webhook"),
+    deliveryId: z.string().max(100),
+    event: z.string().max(64),
+    sender: z.string().max(100).optional(),
+  }),
+  z.object({ type: z.literal("api"), tokenName: z.string().max(64) }),
+  z.object({ type: z.literal("schedule"), name: z.string().max(64) }),
+  z.object({ type: z.literal("job"), parentJobId: z.string().max(100) }),
+]);
+export type Trigger = z.infer<typeof triggerSchema>;
+
+export const repoRefSchema = z.object({
+  owner: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/),
+  name: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/),
+});
+export type RepoRef = z.infer<typeof repoRefSchema>;
+
+const base = { trigger: triggerSchema, requestedAt: z.string() };
+
+export const jobDataSchema = z.discriminatedUnion("kind", [
+  z.object({
+    kind: z.literal("tenant.provision"),
+    ...base,
+    tenantId: tenantIdSchema,
+    region: regionSchema,
+    tier: tierSchema,
+    version: versionSchema,
+  }),
+  z.object({ kind: z.literal("tenant.deprovision"), ...base, tenantId: tenantIdSchema }),
+  z.object({ kind: z.literal("tenant.upgrade"), ...base, tenantId: tenantIdSchema, version: versionSchema }),
+  z.object({ kind: z.literal("tenant.move"), ...base, tenantId: tenantIdSchema, tier: tierSchema }),
+  /** A drift check of the tenant's stack (refresh preview); `repair` brings it back with refresh + up, never for a protected tenant. */
+  z.object({ kind: z.literal("tenant.drift"), ...base, tenantId: tenantIdSchema, repair: z.boolean().default(false) }),
+  z.object({
+    kind: z.literal("tenant.function"),
+    ...base,
+    tenantId: tenantIdSchema,
+    name: functionNameSchema,
+    /** Where the validated bundle was stored (content-addressed), never the bundle itself. */
+    bundleSha256: z.string().regex(/^[0-9a-f]{64}$/),
+    handler: z.string().regex(/^[A-Za-z0-9_./-]{1,128}\.[A-Za-z_$][\w$]{0,63}$/),
+  }),
+  z.object({
+    kind: z.literal("preview.up"),
+    ...base,
+    repo: repoRefSchema,
+    pr: prNumberSchema,
+    headSha: gitShaSchema,
+    /** Carried as inert data for comments and commit messages; never in a path, stack name or shell. */
+    title: z.string().max(1024).optional(),
+  }),
+  z.object({ kind: z.literal("preview.destroy"), ...base, repo: repoRefSchema, pr: prNumberSchema, headSha: gitShaSchema.optional() }),
+  z.object({
+    kind: z.literal("release.rollout"),
+    ...base,
+    version: versionSchema,
+    /** The commit or tag that triggered it, for the record. */
+    ref: z.string().max(255).optional(),
+  }),
+  z.object({
+    kind: z.literal("comment.refusal"),
+    ...base,
+    repo: repoRefSchema,
+    pr: prNumberSchema,
+    reason: z.string().max(500),
+  }),
+  /** Used by the foundation tests and `npm run demo`: a stack up/destroy of the local tenant program. */
+  z.object({
+    kind: z.literal("stack.operation"),
+    ...base,
+    stack: z.string().max(100),
+    /** Pulumi project of the stack (tenant stacks live in one project per tier); defaults to "stackrail". */
+    project: z.string().regex(/^[a-z][a-z0-9-]{0,40}$/).optional(),
+    operation: z.enum(["up", "destroy", "preview", "refresh", "drift"]),
+    program: z.string().max(64),
+    args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+  }),
+]);
+export type JobData = z.infer<typeof jobDataSchema>;
+export type JobKind = JobData["kind"];
+
+/** States a job shows in `GET /v1/jobs/:id` (brief + issue 4). */
+export type JobState = "waiting" | "running" | "succeeded" | "failed" | "superseded" | "cancelled";
+
+/** The one BullMQ queue every job goes through; per-stack lanes order jobs inside it. */
+export const JOBS_QUEUE = "jobs";

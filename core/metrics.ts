@@ -1,0 +1,92 @@
+// Prometheus metrics (prom-client), one registry per process, passed in rather than global so
+// tests can read a fresh one. The HTTP edge registers its own delivery counters on the same registry.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly jobsTotal: Counter<"kind" | "state">;
+  readonly pulumiDuration: Histogram<"operation" | "result">;
+  readonly queueDepth: Gauge<"state">;
+  readonly oldestWaitingSeconds: Gauge;
+  readonly githubCalls: Counter<"status">;
+  readonly githubRateRemaining: Gauge;
+  readonly driftFound: Counter<"stack">;
+  /** Where queue depth and the oldest waiting job come from, read at each scrape. */
+  setQueueSource(source: () => Promise<QueueStats>): void;
+}
+
+export interface QueueStats {
+  readonly counts: Record<string, number>;
+  readonly oldestWaitingMs: number | null;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  let queueSource: (() => Promise<QueueStats>) | undefined;
+  let lastStats: Promise<QueueStats | undefined> | undefined;
+  // Both queue gauges read the same snapshot per scrape.
+  const stats = (): Promise<QueueStats | undefined> => {
+    lastStats ??= (queueSource?.() ?? Promise.resolve(undefined)).catch(() => undefined).finally(() => {
+      setTimeout(() => {
+        lastStats = undefined;
+      }, 250);
+    });
+    return lastStats;
+  };
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: "stackrail_process_" });
+  return {
+    registry,
+    jobsTotal: new Counter({
+      name: "stackrail_jobs_total",
+      help: "Jobs that reached a state, by kind",
+      labelNames: ["kind", "state"],
+      registers: [registry],
+    }),
+    pulumiDuration: new Histogram({
+      name: "stackrail_pulumi_operation_seconds",
+      help: "Duration of Pulumi operations",
+      labelNames: ["operation", "result"],
+      buckets: [1, 2, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: "stackrail_queue_jobs",
+      help: "Jobs in the queue by state",
+      labelNames: ["state"],
+      registers: [registry],
+      async collect() {
+        const s = await stats();
+        for (const [state, n] of Object.entries(s?.counts ?? {})) this.set({ state }, n);
+      },
+    }),
+    oldestWaitingSeconds: new Gauge({
+      name: "stackrail_queue_oldest_waiting_seconds",
+      help: "Age of the oldest waiting job",
+      registers: [registry],
+      async collect() {
+        const s = await stats();
+        this.set(s?.oldestWaitingMs ? s.oldestWaitingMs / 1000 : 0);
+      },
+    }),
+    githubCalls: new Counter({
+      name: "stackrail_github_api_calls_total",
+      help: "GitHub API calls by response status",
+      labelNames: ["status"],
+      registers: [registry],
+    }),
+    githubRateRemaining: new Gauge({
+      name: "stackrail_github_rate_limit_remaining",
+      help: "Remaining GitHub API rate limit as last reported",
+      registers: [registry],
+    }),
+    driftFound: new Counter({
+      name: "stackrail_drift_found_total",
+      help: "Refreshes that found drift, by stack",
+      labelNames: ["stack"],
+      registers: [registry],
+    }),
+    setQueueSource(source) {
+      queueSource = source;
+    },
+  };
+}

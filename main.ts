@@ -1,0 +1,77 @@
+// Entry point of `npm start`: the HTTP edge and the worker in one process by default,
+// `--role api` or `--role worker` to split them. Configuration is parsed once here.
+import { existsSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { loadConfig, secretValues, type Config } from "./core/config.ts";
+import { engineLocation } from "./core/engine.ts";
+import { ConfigError } from "./core/errors.ts";
+import { createLogger, SecretScrubber } from "./core/logger.ts";
+import { assertNoEviction, workerConnection } from "./core/redis.ts";
+import { startService, type Role } from "./service.ts";
+
+function parseRole(argv: string[]): Role {
+  const { values } = parseArgs({ args: argv, options: { role: { type: "string", default: "all" } }, strict: true });
+  const role = values.role;
+  if (role !== "all" && role !== "api" && role !== "worker") {
+    throw new ConfigError("--role", `must be api, worker or all (got "${role}")`);
+  }
+  return role;
+}
+
+function refuse(message: string): never {
+  process.stderr.write(`stackrail: ${message}\n`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  let role: Role;
+  try {
+    role = parseRole(process.argv.slice(2));
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof TypeError) refuse(`configuration error: ${err.message}`);
+    throw err;
+  }
+  const scrubber = new SecretScrubber();
+  scrubber.add(...secretValues(config));
+  const logger = createLogger({ level: config.logLevel, scrubber, base: { role } });
+
+  const probe = workerConnection(config.redisUrl, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 1 });
+  try {
+    await probe.connect();
+    await assertNoEviction(probe);
+  } catch (err) {
+    refuse(err instanceof ConfigError ? err.message : `REDIS_URL: cannot reach Redis (${(err as Error).message})`);
+  } finally {
+    probe.disconnect();
+  }
+  const engine = engineLocation();
+  if (role !== "api" && !existsSync(engine.pulumi)) {
+    refuse(`the Pulumi engine is missing at ${engine.pulumi}; run npm ci (or node scripts/install-engine.ts)`);
+  }
+
+  const service = await startService(config, { role, logger, engine });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, "shutting down");
+    service.close().then(
+      () => {
+        logger.info("stopped");
+        logger.flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "unclean shutdown");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  logger.info({ url: service.url, engine: engine.version, target: config.target }, "stackrail started");
+}
+
+await main();

@@ -1,0 +1,83 @@
+// Names of the per-tenant logical resources, derived from ids that already passed core/ids.ts.
+// One place decides them so the local and aws targets, the tests and the worker agree, and so
+// every name that reaches SQL or a Redis ACL rule is checked against a strict pattern here.
+import { createHash } from "node:crypto";
+
+/** MySQL 8 / Aurora limit user names to 32 characters; MariaDB allows 80. Use the smaller. */
+const MYSQL_USER_MAX = 32;
+const MYSQL_DB_MAX = 64;
+
+export const SQL_NAME_PATTERN = /^[a-z][a-z0-9_]{0,63}$/;
+/** What a tenant user may be granted on its own database; nothing global, nothing with GRANT OPTION. */
+export const ALLOWED_PRIVILEGES = [
+  "SELECT",
+  "INSERT",
+  "UPDATE",
+  "DELETE",
+  "CREATE",
+  "DROP",
+  "INDEX",
+  "ALTER",
+  "CREATE TEMPORARY TABLES",
+  "LOCK TABLES",
+  "EXECUTE",
+  "CREATE VIEW",
+  "SHOW VIEW",
+  "CREATE ROUTINE",
+  "ALTER ROUTINE",
+  "EVENT",
+  "TRIGGER",
+  "REFERENCES",
+] as const;
+export type AllowedPrivilege = (typeof ALLOWED_PRIVILEGES)[number];
+
+export const REDIS_USER_PATTERN = /^[a-z][a-z0-9:_-]{0,79}$/;
+
+function shortHash(value: string): string {
+  return createHash("sha256").update(value).digest("hex").slice(0, 8);
+}
+
+function fit(name: string, max: number, key: string): string {
+  if (name.length <= max) return name;
+  return `${name.slice(0, max - 9)}_${shortHash(key)}`;
+}
+
+export type Scope = "tenant" | "silo" | "preview";
+
+/** The logical names of one tenant (or preview environment) on its servers. */
+export interface LogicalNames {
+  /** What the names are derived from: a tenant id or a preview key (`<repo>-pr-<n>`). */
+  readonly key: string;
+  readonly database: string;
+  readonly dbUser: string;
+  readonly cacheUser: string;
+  /** Every key the tenant may touch starts with this, e.g. `t:acme:`. */
+  readonly keyPrefix: string;
+  /** Relative folder for attachments under the data dir (local) or the EFS root (aws). */
+  readonly attachmentsDir: string;
+}
+
+/**
+ * Pool tenants: `t_<id>` on the shared servers. Silo tenants: `s_<id>`, their own name space
+ * (on their own servers when configured), so a move between tiers provisions the target side
+ * next to the source and cuts over, keeping the tenant id. Previews: `p_<repo>_pr_<n>`.
+ */
+export function logicalNames(scope: Scope, key: string): LogicalNames {
+  if (!/^[a-z0-9][a-z0-9-]{0,59}$/.test(key)) throw new RangeError(`not a usable tenant or preview key: ${key}`);
+  const letter = scope === "tenant" ? "t" : scope === "silo" ? "s" : "p";
+  const sql = `${letter}_${key.replace(/-/g, "_")}`;
+  const names: LogicalNames = {
+    key,
+    database: fit(sql, MYSQL_DB_MAX, key),
+    dbUser: fit(sql, MYSQL_USER_MAX, key),
+    cacheUser: `${letter}-${key}`,
+    // Pool and silo tenants share one key space contract: `t:<id>:`.
+    keyPrefix: `${scope === "preview" ? "p" : "t"}:${key}:`,
+    attachmentsDir: `${scope === "preview" ? "previews" : scope === "silo" ? "silo" : "tenants"}/${key}`,
+  };
+  for (const n of [names.database, names.dbUser]) {
+    if (!SQL_NAME_PATTERN.test(n)) throw new RangeError(`derived SQL name is not safe: ${n}`);
+  }
+  if (!REDIS_USER_PATTERN.test(names.cacheUser)) throw new RangeError(`derived cache user is not safe: ${names.cacheUser}`);
+  return names;
+}

@@ -1,0 +1,126 @@
+// The HTTP edge in one Fastify instance: GitHub ingress, the tenant API, health, readiness and
+// metrics. buildHttpServer() returns the app without listening; main.ts listens and may add routes
+// (extraRoutes) before that. Errors map to one JSON shape: {error, message, field?}.
+import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import { Redis } from "ioredis";
+import { Counter, type Registry } from "prom-client";
+import type { Config } from "../core/config.ts";
+import { StackrailError, ValidationError } from "../core/errors.ts";
+import type { Logger } from "../core/logger.ts";
+import type { JobQueue } from "../worker/queue.ts";
+import { registerGitHubIngress } from "./github-ingress.ts";
+import { isRedisUnavailable } from "./redis-errors.ts";
+import { registerTenantApi } from "./tenant-api.ts";
+import { TenantIndex } from "./tenant-index.ts";
+
+export interface Readiness {
+  redis: boolean;
+  engine: boolean;
+}
+
+export interface HttpServerDeps {
+  config: Config;
+  logger: Logger;
+  queue: JobQueue;
+  /** Connection for deliveries, idempotency keys and the tenant index; see createEdgeRedis(). */
+  redis: Redis;
+  registry: Registry;
+  readiness: () => Promise<Readiness>;
+  now?: () => number;
+  /** Defaults to a TenantIndex on `redis` under config.queuePrefix. */
+  tenants?: TenantIndex;
+  /** Lets main.ts add routes (e.g. a queue dashboard) before listen. */
+  extraRoutes?: (app: FastifyInstance) => void | Promise<void>;
+}
+
+/**
+ * A Redis connection for the edge: it fails fast instead of queueing commands while Redis is away,
+ * so a request answers 503 within a second rather than hanging. Wait for 'ready' before serving.
+ */
+export function createEdgeRedis(url: string): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    commandTimeout: 500,
+    connectTimeout: 1_000,
+    maxRetriesPerRequest: 1,
+    retryStrategy: (times) => Math.min(times * 100, 1_000),
+  });
+  // Reconnects are handled by retryStrategy; an unhandled 'error' event would crash the process.
+  redis.on("error", () => undefined);
+  return redis;
+}
+
+const READINESS_TIMEOUT_MS = 1_000;
+
+export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInstance> {
+  const now = deps.now ?? Date.now;
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // Request ids in logs; the default serializers log method and URL, never headers.
+    genReqId: () => crypto.randomUUID(),
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+
+  const deliveries = new Counter({
+    name: "stackrail_webhook_deliveries_total",
+    help: "GitHub webhook deliveries by event and outcome",
+    labelNames: ["event", "outcome"] as const,
+    registers: [deps.registry],
+  });
+  const enqueued = new Counter({
+    name: "stackrail_api_jobs_enqueued_total",
+    help: "Jobs enqueued through the tenant API, by kind",
+    labelNames: ["kind"] as const,
+    registers: [deps.registry],
+  });
+
+  app.setErrorHandler((err: FastifyError | Error, req, reply) => {
+    if (err instanceof ValidationError) return reply.code(400).send({ error: err.code, field: err.field, message: err.message });
+    if (err instanceof StackrailError) {
+      const status = err.code === "not_found" ? 404 : err.code === "conflict" ? 409 : err.fate === "retry" ? 503 : 500;
+      if (status >= 500) req.log.error({ err }, "request failed");
+      return reply.code(status).send({ error: err.code, message: err.message });
+    }
+    if (isRedisUnavailable(err)) {
+      req.log.warn({ err }, "request refused: Redis unavailable");
+      return reply.code(503).send({ error: "unavailable", message: "the job queue is unavailable; retry later" });
+    }
+    const status = "statusCode" in err && typeof err.statusCode === "number" ? err.statusCode : 500;
+    if (status >= 400 && status < 500) {
+      const field = status === 400 ? "body" : undefined;
+      return reply.code(status).send({ error: "code" in err && typeof err.code === "string" ? err.code : "bad_request", message: err.message, ...(field ? { field } : {}) });
+    }
+    req.log.error({ err }, "request failed");
+    return reply.code(500).send({ error: "internal", message: "internal error" });
+  });
+
+  app.get("/healthz", (_req, reply) => reply.send({ status: "ok" }));
+
+  app.get("/readyz", async (_req, reply) => {
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([
+      deps.readiness().catch(() => ({ redis: false, engine: false })),
+      new Promise<Readiness>((resolve) => {
+        timer = setTimeout(() => resolve({ redis: false, engine: false }), READINESS_TIMEOUT_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    const ready = r.redis && r.engine;
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", redis: r.redis, engine: r.engine });
+  });
+
+  app.get("/metrics", async (_req, reply) => reply.type(deps.registry.contentType).send(await deps.registry.metrics()));
+
+  registerGitHubIngress(app, { config: deps.config, logger: deps.logger, queue: deps.queue, redis: deps.redis, now, deliveries });
+  registerTenantApi(app, {
+    config: deps.config,
+    logger: deps.logger,
+    queue: deps.queue,
+    redis: deps.redis,
+    tenants: deps.tenants ?? new TenantIndex(deps.redis, deps.config.queuePrefix, now),
+    now,
+    enqueued,
+  });
+  if (deps.extraRoutes) await deps.extraRoutes(app);
+  return app;
+}

@@ -1,0 +1,137 @@
+// Operator routes: cancel a job, the dead-letter list and its retry, the audit trail, and the
+// queue dashboard (@bull-board) under /admin/queues — all behind the API tokens.
+import { createBullBoard } from "@bull-board/api";
+import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
+import { FastifyAdapter } from "@bull-board/fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Redis } from "ioredis";
+import type { Config } from "../core/config.ts";
+import type { DeadLetters } from "../worker/dead-letters.ts";
+import { cancelKey } from "../worker/job-control.ts";
+import type { JobQueue, JobView } from "../worker/queue.ts";
+import { authenticate } from "./tenant-api.ts";
+
+const JOB_ID = /^[A-Za-z0-9_.-]{1,128}$/;
+
+export interface OperationsDeps {
+  readonly config: Config;
+  readonly redis: Redis;
+  readonly queue: JobQueue;
+  readonly deadLetters: DeadLetters;
+}
+
+/** Bearer token, or HTTP Basic with the token as password (so a browser can open the dashboard). */
+function tokenName(req: FastifyRequest, config: Config): string | null {
+  const header = req.headers.authorization;
+  if (typeof header === "string" && header.startsWith("Basic ")) {
+    const decoded = Buffer.from(header.slice(6), "base64").toString("utf8");
+    const password = decoded.slice(decoded.indexOf(":") + 1);
+    return authenticate(`Bearer ${password}`, config.apiTokens);
+  }
+  return authenticate(header, config.apiTokens);
+}
+
+function refuse(reply: FastifyReply, basic = false): FastifyReply {
+  return reply
+    .code(401)
+    .header("www-authenticate", basic ? 'Basic realm="stackrail"' : 'Bearer realm="stackrail"')
+    .send({ error: "unauthorized", message: "missing or invalid API token" });
+}
+
+/** The audit view of a job: who or what asked, when, and what it changed. */
+export function auditEntry(view: JobView): Record<string, unknown> {
+  const result = (view.result ?? {}) as Record<string, unknown>;
+  return {
+    jobId: view.id,
+    kind: view.kind,
+    stack: view.stack,
+    state: view.state,
+    requestedBy: view.trigger,
+    requestedAt: view.createdAt,
+    finishedAt: view.finishedAt,
+    changed: {
+      resourceChanges: result.resourceChanges ?? null,
+      commit: result.commit ?? null,
+    },
+    ...(view.error ? { error: view.error } : {}),
+  };
+}
+
+export async function registerOperationsApi(app: FastifyInstance, deps: OperationsDeps): Promise<void> {
+  const { config, queue } = deps;
+
+  await app.register((scope, _options, registered) => {
+    scope.addHook("onRequest", (req, reply, done) => {
+      if (tokenName(req, config) === null) {
+        void refuse(reply);
+        return;
+      }
+      done();
+    });
+
+    scope.post<{ Params: { id: string } }>("/v1/jobs/:id/cancel", async (req, reply) => {
+      const { id } = req.params;
+      if (!JOB_ID.test(id)) return reply.code(400).send({ error: "invalid", field: "id", message: "id: not a job id" });
+      const view = await queue.getJobView(id);
+      if (!view) return reply.code(404).send({ error: "not_found", message: `no job ${id}` });
+      if (view.state === "waiting") {
+        if (await queue.cancelWaiting(id)) return reply.code(202).send({ jobId: id, state: "cancelled" });
+      }
+      const now = await queue.getJobView(id);
+      if (now?.state === "running" || now?.state === "waiting") {
+        // The worker polls this flag and cancels the Pulumi operation: the engine first, then the process tree.
+        await deps.redis.set(cancelKey(config.queuePrefix, id), "1", "EX", 24 * 3600);
+        return reply.code(202).send({ jobId: id, state: "cancelling" });
+      }
+      return reply.code(409).send({ error: "conflict", message: `job ${id} is already ${now?.state ?? view.state}` });
+    });
+
+    scope.get("/v1/dead-letters", async () => {
+      const ids = await deps.deadLetters.list();
+      const jobs: JobView[] = [];
+      for (const id of ids) {
+        const v = await queue.getJobView(id);
+        if (v?.state === "failed") jobs.push(v);
+      }
+      return { jobs };
+    });
+
+    scope.post<{ Params: { id: string } }>("/v1/dead-letters/:id/retry", async (req, reply) => {
+      const { id } = req.params;
+      if (!JOB_ID.test(id)) return reply.code(400).send({ error: "invalid", field: "id", message: "id: not a job id" });
+      if (!(await deps.deadLetters.has(id))) return reply.code(404).send({ error: "not_found", message: `job ${id} is not in the dead-letter list` });
+      if (!(await deps.deadLetters.retry(queue.queue, id))) return reply.code(409).send({ error: "conflict", message: `job ${id} is not failed` });
+      return reply.code(202).send({ jobId: id, state: "waiting" });
+    });
+
+    scope.get<{ Querystring: { limit?: string } }>("/v1/audit", async (req) => {
+      const limit = Math.min(Math.max(Number(req.query.limit ?? 50) || 50, 1), 500);
+      const jobs = await queue.queue.getJobs(["completed", "failed", "active", "waiting", "delayed"], 0, limit - 1, false);
+      const entries: Record<string, unknown>[] = [];
+      for (const j of jobs.sort((a, b) => b.timestamp - a.timestamp)) {
+        const v = j.id ? await queue.getJobView(j.id) : null;
+        if (v) entries.push(auditEntry(v));
+      }
+      return { entries };
+    });
+    registered();
+  });
+
+  // The dashboard, in its own scope so its auth hook covers its static assets too.
+  await app.register(
+    async (scope) => {
+      scope.addHook("onRequest", (req, reply, done) => {
+        if (tokenName(req, config) === null) {
+          void refuse(reply, true);
+          return;
+        }
+        done();
+      });
+      const serverAdapter = new FastifyAdapter();
+      serverAdapter.setBasePath("/admin/queues");
+      createBullBoard({ queues: [new BullMQAdapter(queue.queue, { readOnlyMode: false })], serverAdapter });
+      await scope.register(serverAdapter.registerPlugin());
+    },
+    { prefix: "/admin/queues" },
+  );
+}

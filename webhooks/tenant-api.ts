@@ -1,0 +1,279 @@
+// The tenant API (/v1/...): the SaaS control plane's way in (brief, "HTTP"; issue 4).
+// Bearer tokens compared in constant time; zod-validated input, a 400 names the field and leaves
+// nothing behind; 409 for a tenant that exists (checked and marked atomically in the index);
+// Idempotency-Key makes a retried mutation return its first answer. Reads come from the tenant
+// index and the job records; no answer ever carries a secret.
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import { mkdir, rename, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Redis } from "ioredis";
+import type { Counter } from "prom-client";
+import { z } from "zod";
+import type { ApiToken, Config } from "../core/config.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../core/errors.ts";
+import { functionNameSchema, regionSchema, tenantIdSchema, tierSchema, versionSchema } from "../core/ids.ts";
+import { jobDataSchema, type JobData, type Trigger } from "../core/jobs.ts";
+import type { Logger } from "../core/logger.ts";
+import type { JobQueue } from "../worker/queue.ts";
+import { OnceStore } from "./once.ts";
+import type { TenantIndex, TenantRecord } from "./tenant-index.ts";
+
+export const BUNDLE_MAX_BYTES = 10 * 1024 * 1024;
+/** JSON body of a function upload: base64 grows by 4/3, plus room for the handler. */
+const FUNCTION_BODY_LIMIT = Math.ceil((BUNDLE_MAX_BYTES * 4) / 3) + 64 * 1024;
+const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+export interface TenantApiDeps {
+  config: Config;
+  logger: Logger;
+  queue: JobQueue;
+  redis: Redis;
+  tenants: TenantIndex;
+  now: () => number;
+  enqueued: Counter<"kind">;
+}
+
+const sha256 = (data: string | Buffer) => createHash("sha256").update(data).digest();
+
+/** Returns the name of the token presented, or null. Every configured token is compared, in constant time. */
+export function authenticate(header: string | undefined, tokens: readonly ApiToken[]): string | null {
+  if (tokens.length === 0 || typeof header !== "string") return null;
+  const m = /^Bearer +([\x21-\x7e]{1,4096})$/i.exec(header);
+  const presented = sha256(m?.[1] ?? "");
+  let name: string | null = null;
+  for (const t of tokens) {
+    if (timingSafeEqual(presented, sha256(t.token)) && name === null) name = t.name;
+  }
+  return m ? name : null;
+}
+
+/** First zod issue as a ValidationError naming the field (`region`, `id`, an unknown key, ...). */
+function parseWith<S extends z.ZodType>(schema: S, value: unknown, fallbackField: string): z.infer<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  let field = issue?.path.map(String).join(".") || fallbackField;
+  if (issue?.code === "unrecognized_keys" && issue.keys[0]) field = [...issue.path.map(String), issue.keys[0]].join(".");
+  throw new ValidationError(field, issue?.code === "unrecognized_keys" ? "is not a known field" : (issue?.message ?? "invalid"));
+}
+
+const provisionBody = z.strictObject({ id: tenantIdSchema, region: regionSchema, tier: tierSchema, version: versionSchema.optional() });
+const upgradeBody = z.strictObject({ version: versionSchema });
+const moveBody = z.strictObject({ tier: tierSchema });
+const releaseBody = z.strictObject({ version: versionSchema });
+const handlerSchema = z.string().regex(/^[A-Za-z0-9_./-]{1,128}\.[A-Za-z_$][\w$]{0,63}$/, "must look like path/file.export").refine((h) => !h.split("/").includes(".."), "must not contain ..");
+const functionBody = z.strictObject({
+  handler: handlerSchema,
+  code: z
+    .string()
+    .max(FUNCTION_BODY_LIMIT)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64"),
+});
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+function publicTenant(r: TenantRecord): Record<string, unknown> {
+  return {
+    id: r.id,
+    region: r.region,
+    tier: r.tier,
+    version: r.version,
+    protected: r.protected ?? false,
+    state: r.state,
+    outputs: r.outputs,
+    updatedAt: r.updatedAt,
+  };
+}
+
+export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): void {
+  const prefix = deps.config.queuePrefix;
+  const idempotency = new OnceStore(deps.redis, { pendingTtlMs: 60_000, doneTtlSeconds: IDEMPOTENCY_TTL_SECONDS, waitMs: 2_000 });
+  const tokenName = (req: FastifyRequest) => (req as FastifyRequest & { stackrailToken?: string }).stackrailToken ?? "unknown";
+
+  const tenantParam = (req: FastifyRequest): string => parseWith<typeof tenantIdSchema>(tenantIdSchema, (req.params as Record<string, unknown>).id, "id");
+  const triggerOf = (req: FastifyRequest): Trigger => ({ type: "api", tokenName: tokenName(req) });
+  const requestedAt = () => new Date(deps.now()).toISOString();
+
+  async function enqueue(data: JobData, req: FastifyRequest): Promise<string> {
+    const { jobId } = await deps.queue.enqueue(jobDataSchema.parse(data));
+    deps.enqueued.inc({ kind: data.kind });
+    req.log.info({ jobId, kind: data.kind, tokenName: tokenName(req) }, "job enqueued");
+    return jobId;
+  }
+
+  /** Runs a mutation, once per Idempotency-Key (scoped to the token): a retry gets the first answer. */
+  async function mutate(req: FastifyRequest, reply: FastifyReply, fingerprintOf: () => string, work: () => Promise<Answer>): Promise<FastifyReply> {
+    const key = req.headers["idempotency-key"];
+    if (key === undefined) {
+      const a = await work();
+      return reply.code(a.status).send(a.body);
+    }
+    if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) throw new ValidationError("Idempotency-Key", "must be 1 to 255 visible ASCII characters");
+    const fingerprint = createHash("sha256").update(`${req.method} ${req.url}\n`).update(fingerprintOf()).digest("hex");
+    const storeKey = `${prefix}:idem:${tokenName(req)}:${createHash("sha256").update(key).digest("hex")}`;
+    const result = await idempotency.run<Answer & { fingerprint: string }>(storeKey, async () => {
+      const a = await work();
+      return { remember: a.status >= 200 && a.status < 300, value: { ...a, fingerprint } };
+    });
+    if (result.status === "busy") return reply.code(409).send({ error: "conflict", message: "a request with this Idempotency-Key is still being processed" });
+    if (result.value.fingerprint !== fingerprint) {
+      return reply.code(422).send({ error: "idempotency_key_reused", field: "Idempotency-Key", message: "this key was used for a different request" });
+    }
+    if (result.status === "replay") void reply.header("idempotent-replayed", "true");
+    return reply.code(result.value.status).send(result.value.body);
+  }
+
+  const bodyPrint = (req: FastifyRequest) => () => JSON.stringify(req.body ?? null);
+
+  async function storeBundle(bundle: Buffer): Promise<string> {
+    const sha = createHash("sha256").update(bundle).digest("hex");
+    const dir = path.join(deps.config.dataDir, "bundles");
+    const file = path.join(dir, sha);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const exists = await stat(file).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) {
+      const tmp = path.join(dir, `.${sha}.${randomUUID()}.tmp`);
+      await writeFile(tmp, bundle, { mode: 0o600 });
+      await rename(tmp, file);
+    }
+    return sha;
+  }
+
+  void app.register(
+    (scope, _opts, done) => {
+      scope.addHook("onRequest", async (req, reply) => {
+        const name = authenticate(req.headers.authorization, deps.config.apiTokens);
+        if (name === null) {
+          return reply
+            .code(401)
+            .header("www-authenticate", 'Bearer realm="stackrail"')
+            .send({ error: "unauthorized", message: deps.config.apiTokens.length === 0 ? "no API token is configured; every request is refused" : "missing or invalid bearer token" });
+        }
+        (req as FastifyRequest & { stackrailToken?: string }).stackrailToken = name;
+        return undefined;
+      });
+
+      scope.post("/tenants", async (req, reply) =>
+        mutate(req, reply, bodyPrint(req), async () => {
+          const body = parseWith(provisionBody, req.body, "body");
+          const version = body.version ?? (await deps.tenants.currentVersion());
+          if (!version) throw new ValidationError("version", "is required: no release has been rolled out yet");
+          const claim = await deps.tenants.claimProvision({ id: body.id, region: body.region, tier: body.tier, version });
+          if (!claim.ok) throw new ConflictError(`tenant ${body.id} already exists (${claim.state})`);
+          try {
+            const jobId = await enqueue(
+              { kind: "tenant.provision", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: body.id, region: body.region, tier: body.tier, version },
+              req,
+            );
+            return { status: 202, body: { jobId } };
+          } catch (err) {
+            await deps.tenants.abandonProvision(body.id).catch(() => undefined);
+            throw err;
+          }
+        }),
+      );
+
+      scope.get("/tenants", async () => ({ tenants: (await deps.tenants.list()).map(publicTenant) }));
+
+      scope.get("/tenants/:id", async (req) => {
+        const id = tenantParam(req);
+        const record = await deps.tenants.get(id);
+        if (!record) throw new NotFoundError(`tenant ${id} not found`);
+        return publicTenant(record);
+      });
+
+      scope.delete("/tenants/:id", async (req, reply) =>
+        mutate(req, reply, () => "", async () => {
+          const id = tenantParam(req);
+          const record = await deps.tenants.get(id);
+          if (!record) throw new NotFoundError(`tenant ${id} not found`);
+          if (record.protected) throw new ConflictError(`tenant ${id} is protected`);
+          const moved = await deps.tenants.transition(id, ["active", "provisioning"], "deprovisioning");
+          if (moved === "missing") throw new NotFoundError(`tenant ${id} not found`);
+          if (moved !== "ok") throw new ConflictError(`tenant ${id} is already ${moved}`);
+          try {
+            const jobId = await enqueue({ kind: "tenant.deprovision", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: id }, req);
+            return { status: 202, body: { jobId } };
+          } catch (err) {
+            await deps.tenants.transition(id, ["deprovisioning"], record.state).catch(() => undefined);
+            throw err;
+          }
+        }),
+      );
+
+      /** A tenant that can still be changed: known, not on its way out. */
+      async function changeable(id: string): Promise<TenantRecord> {
+        const record = await deps.tenants.get(id);
+        if (!record) throw new NotFoundError(`tenant ${id} not found`);
+        if (record.state === "deprovisioning") throw new ConflictError(`tenant ${id} is being deprovisioned`);
+        return record;
+      }
+
+      scope.post("/tenants/:id/upgrade", async (req, reply) =>
+        mutate(req, reply, bodyPrint(req), async () => {
+          const id = tenantParam(req);
+          const body = parseWith(upgradeBody, req.body, "body");
+          await changeable(id);
+          const jobId = await enqueue({ kind: "tenant.upgrade", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: id, version: body.version }, req);
+          return { status: 202, body: { jobId } };
+        }),
+      );
+
+      scope.post("/tenants/:id/move", async (req, reply) =>
+        mutate(req, reply, bodyPrint(req), async () => {
+          const id = tenantParam(req);
+          const body = parseWith(moveBody, req.body, "body");
+          await changeable(id);
+          const jobId = await enqueue({ kind: "tenant.move", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: id, tier: body.tier }, req);
+          return { status: 202, body: { jobId } };
+        }),
+      );
+
+      scope.put("/tenants/:id/functions/:name", { bodyLimit: FUNCTION_BODY_LIMIT }, async (req, reply) =>
+        mutate(req, reply, bodyPrint(req), async () => {
+          const id = tenantParam(req);
+          const name: string = parseWith<typeof functionNameSchema>(functionNameSchema, (req.params as Record<string, unknown>).name, "name");
+          const body = parseWith(functionBody, req.body, "body");
+          const bundle = Buffer.from(body.code, "base64");
+          if (bundle.length === 0) throw new ValidationError("code", "is empty");
+          if (bundle.length > BUNDLE_MAX_BYTES) throw new ValidationError("code", "bundle is larger than 10 MiB");
+          if (bundle.length < 4 || bundle.readUInt32LE(0) !== 0x04034b50) throw new ValidationError("code", "must be a zip archive");
+          await changeable(id);
+          const bundleSha256 = await storeBundle(bundle);
+          const jobId = await enqueue(
+            { kind: "tenant.function", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: id, name, bundleSha256, handler: body.handler },
+            req,
+          );
+          return { status: 202, body: { jobId, bundleSha256 } };
+        }),
+      );
+
+      scope.post("/releases", async (req, reply) =>
+        mutate(req, reply, bodyPrint(req), async () => {
+          const body = parseWith(releaseBody, req.body, "body");
+          const jobId = await enqueue({ kind: "release.rollout", trigger: triggerOf(req), requestedAt: requestedAt(), version: body.version }, req);
+          return { status: 202, body: { jobId } };
+        }),
+      );
+
+      scope.get("/jobs/:id", async (req) => {
+        const raw = (req.params as Record<string, unknown>).id;
+        const id = typeof raw === "string" ? raw : "";
+        const view = await deps.queue.getJobView(id);
+        if (!view) throw new NotFoundError("job not found");
+        return view;
+      });
+
+      done();
+    },
+    { prefix: "/v1" },
+  );
+}

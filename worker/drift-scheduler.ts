@@ -1,0 +1,75 @@
+// Scheduled drift checks: every active tenant's stack gets a `tenant.drift` job once per interval.
+// Each stack has its own stable offset inside the interval (a hash of its name), so checks spread
+// out instead of all starting together; the job id names the stack and the period, so any number
+// of workers ticking at once enqueue each check once, and a restart does not enqueue it again.
+import { createHash } from "node:crypto";
+import type { Logger } from "../core/logger.ts";
+import type { TenantIndex } from "../webhooks/tenant-index.ts";
+import type { JobQueue } from "./queue.ts";
+
+export interface DriftSchedule {
+  readonly intervalMs: number;
+  readonly repair: boolean;
+  /**
+   * A check is enqueued only during the first windowMs of its period: a worker that starts (or
+   * comes back) in the middle of the periods does not start every stack's check at once; a check
+   * missed that way runs in the next period.
+   */
+  readonly windowMs: number;
+}
+
+/** Where in each interval the stack's check falls: stable for a stack and an interval. */
+export function driftOffsetMs(stack: string, intervalMs: number): number {
+  const digest = createHash("sha256").update(stack).digest();
+  return Number(digest.readBigUInt64BE(0) % BigInt(intervalMs));
+}
+
+/** The stack's current period (its index and when its check was due). */
+export function driftSlot(stack: string, intervalMs: number, now: number): { period: number; dueAt: number } {
+  const offset = driftOffsetMs(stack, intervalMs);
+  const period = Math.floor((now - offset) / intervalMs);
+  return { period, dueAt: offset + period * intervalMs };
+}
+
+export function driftJobId(stack: string, period: number): string {
+  return `drift-${stack}-${period}`;
+}
+
+/** The catch-up window: a few scheduler ticks, at least five minutes, never more than the interval. */
+export function driftWindowMs(intervalMs: number, tickMs: number): number {
+  return Math.min(intervalMs, Math.max(4 * tickMs, 5 * 60_000));
+}
+
+/** Enqueues the checks that are due; returns the ids of the jobs it added (not those already there). */
+export async function enqueueDueDriftChecks(
+  tenants: TenantIndex,
+  queue: JobQueue,
+  schedule: DriftSchedule,
+  logger: Logger,
+  now = Date.now(),
+): Promise<string[]> {
+  if (schedule.intervalMs <= 0) return [];
+  const added: string[] = [];
+  for (const tenant of await tenants.list()) {
+    if (tenant.state !== "active") continue;
+    const stack = `tenant-${tenant.id}`;
+    const { period, dueAt } = driftSlot(stack, schedule.intervalMs, now);
+    if (now - dueAt > schedule.windowMs) continue;
+    const jobId = driftJobId(stack, period);
+    // Already enqueued (by this worker's last tick or another worker): nothing to do.
+    if (await queue.queue.getJob(jobId)) continue;
+    await queue.enqueue(
+      {
+        kind: "tenant.drift",
+        trigger: { type: "schedule", name: "drift-check" },
+        requestedAt: new Date(now).toISOString(),
+        tenantId: tenant.id,
+        repair: schedule.repair,
+      },
+      { stack, jobId },
+    );
+    logger.info({ jobId, stack, repair: schedule.repair }, "drift check scheduled");
+    added.push(jobId);
+  }
+  return added;
+}

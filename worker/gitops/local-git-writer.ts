@@ -1,0 +1,246 @@
+// GitOps writer on the system `git` (the embedded default). Commits are built with plumbing on a
+// bare repository — blobs with hash-object, a private temporary index (GIT_INDEX_FILE) for the
+// tree, commit-tree — and published with a compare-and-swap: `update-ref <branch> <new> <old>`
+// for a local bare repository, a non-forced push for a remote. A lost race re-reads and
+// re-applies the change, a bounded number of times, so concurrent jobs never lose a file and
+// never corrupt the repository.
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { TransientError, ValidationError } from "../../core/errors.ts";
+import type { Logger } from "../../core/logger.ts";
+import { defaultCrdValidator, type CrdValidator } from "./crd-validator.ts";
+import { EMPTY_TREE, GitCommandError, git, runGit } from "./git.ts";
+import { COMMIT_AUTHOR, checkChange, raceBackoff, sleep, type GitOpsChange, type GitOpsCommitResult, type GitOpsWriter } from "./writer.ts";
+
+const ZERO = "0000000000000000000000000000000000000000";
+
+export interface LocalGitWriterOptions {
+  /** A path (bare repository, created if absent) or a git URL / path of a non-bare repository. */
+  repo: string;
+  branch?: string;
+  /** Where clones of remote repositories are kept (`$STACKRAIL_DATA_DIR`). */
+  dataDir: string;
+  now?: () => Date;
+  validator?: CrdValidator;
+  logger?: Logger;
+  maxTries?: number;
+  /** The process's secret scrubber: a change holding a known secret value is refused. */
+  scrub?: (text: string) => string;
+}
+
+const README = `# GitOps repository managed by Stackrail
+
+    tenants/<id>/tenant.yaml                desired state of the tenant
+    tenants/<id>/application.yaml           Argo CD Application for the tenant
+    tenants/<id>/appproject.yaml            Argo CD AppProject confining the tenant
+    previews/<repo>-pr-<number>/application.yaml
+    regions/<region>/...                    regional Argo CD objects
+
+Every file is generated; changes go through Stackrail jobs, one commit per job.
+`;
+
+function isRemote(repo: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(repo) || /^[^/\s]+@[^/\s]+:/.test(repo);
+}
+
+function isBareRepo(dir: string): boolean {
+  return existsSync(path.join(dir, "HEAD")) && existsSync(path.join(dir, "objects")) && existsSync(path.join(dir, "refs"));
+}
+
+function assertPrefix(prefix: string): string {
+  const p = prefix.replace(/\/+$/, "");
+  if (p !== "" && !/^(tenants|previews|regions)(\/[a-z0-9][a-z0-9.-]*)*$/.test(p)) throw new ValidationError("prefix", "must be a folder of the GitOps layout");
+  return p;
+}
+
+export class LocalGitWriter implements GitOpsWriter {
+  readonly #branch: string;
+  readonly #remote: string | null;
+  readonly #gitDir: string;
+  readonly #now: () => Date;
+  readonly #validator: CrdValidator | undefined;
+  readonly #logger: Logger | undefined;
+  readonly #maxTries: number;
+  readonly #scrub: ((text: string) => string) | undefined;
+  #ready: Promise<void> | undefined;
+  /** Serialises this process's fetch/push cycles on a clone (the remote still arbitrates between processes). */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: LocalGitWriterOptions) {
+    this.#branch = options.branch ?? "main";
+    if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(this.#branch)) throw new ValidationError("GITOPS_REPO", "branch name is not valid");
+    const local = !isRemote(options.repo) ? path.resolve(options.repo) : null;
+    const usable = (dir: string) => !existsSync(dir) || (statSync(dir).isDirectory() && (isBareRepo(dir) || readdirSync(dir).length === 0));
+    if (local !== null && usable(local)) {
+      this.#remote = null;
+      this.#gitDir = local;
+    } else {
+      // A URL, or a path to a repository with a working tree: work in a bare clone and push.
+      this.#remote = local ?? options.repo;
+      const key = createHash("sha256").update(this.#remote).digest("hex").slice(0, 16);
+      this.#gitDir = path.join(options.dataDir, "gitops-clones", `${key}.git`);
+    }
+    this.#now = options.now ?? (() => new Date());
+    this.#validator = options.validator;
+    this.#logger = options.logger;
+    this.#maxTries = options.maxTries ?? 12;
+    this.#scrub = options.scrub;
+  }
+
+  /** The bare repository commits are built in (the repository itself, or the clone of a remote). */
+  get gitDir(): string {
+    return this.#gitDir;
+  }
+
+  get #ref(): string {
+    return this.#remote === null ? `refs/heads/${this.#branch}` : `refs/remotes/origin/${this.#branch}`;
+  }
+
+  #env(): Record<string, string> {
+    const date = `${Math.floor(this.#now().getTime() / 1000)} +0000`;
+    return {
+      GIT_AUTHOR_NAME: COMMIT_AUTHOR.name,
+      GIT_AUTHOR_EMAIL: COMMIT_AUTHOR.email,
+      GIT_COMMITTER_NAME: COMMIT_AUTHOR.name,
+      GIT_COMMITTER_EMAIL: COMMIT_AUTHOR.email,
+      GIT_AUTHOR_DATE: date,
+      GIT_COMMITTER_DATE: date,
+    };
+  }
+
+  #ensureReady(): Promise<void> {
+    this.#ready ??= this.#init().catch((error: unknown) => {
+      this.#ready = undefined;
+      throw error;
+    });
+    return this.#ready;
+  }
+
+  async #init(): Promise<void> {
+    const gitDir = this.#gitDir;
+    if (!isBareRepo(gitDir)) {
+      await mkdir(path.dirname(gitDir), { recursive: true });
+      await git(["init", "--quiet", "--bare", `--initial-branch=${this.#branch}`, gitDir]);
+    }
+    if (this.#remote !== null) {
+      const remotes = (await git(["remote"], { gitDir })).split("\n");
+      if (!remotes.includes("origin")) await git(["remote", "add", "origin", this.#remote], { gitDir });
+      else await git(["remote", "set-url", "origin", this.#remote], { gitDir });
+      await this.#fetch();
+      return;
+    }
+    if ((await this.#head()) === null) {
+      const blob = await git(["hash-object", "-w", "--stdin"], { gitDir, input: README });
+      const tree = await git(["mktree"], { gitDir, input: `100644 blob ${blob}\tREADME.md\n` });
+      const commit = await git(["commit-tree", tree, "-m", "Initialise the GitOps repository"], { gitDir, env: this.#env() });
+      // Zero old value: only create; a concurrent initialiser that won is fine.
+      await runGit(["update-ref", `refs/heads/${this.#branch}`, commit, ZERO], { gitDir, okCodes: [1, 128] });
+    }
+  }
+
+  async #fetch(): Promise<void> {
+    const res = await runGit(["fetch", "--quiet", "--no-tags", "origin", `+refs/heads/${this.#branch}:refs/remotes/origin/${this.#branch}`], {
+      gitDir: this.#gitDir,
+      okCodes: [128],
+    });
+    // An empty remote has no branch yet: the first commit creates it.
+    if (res.code !== 0 && !/couldn't find remote ref/i.test(res.stderr)) throw new TransientError(`fetching the GitOps repository failed: ${new GitCommandError(["fetch"], res.code, res.stderr).message}`);
+  }
+
+  async #head(): Promise<string | null> {
+    const res = await runGit(["rev-parse", "--quiet", "--verify", `${this.#ref}^{commit}`], { gitDir: this.#gitDir, okCodes: [1, 128] });
+    return res.code === 0 ? res.stdout.trim() : null;
+  }
+
+  /** Builds (but does not publish) the commit applying `change` on `parent`; null when nothing changes. */
+  async #build(parent: string | null, change: GitOpsChange): Promise<{ commit: string; changed: string[] } | null> {
+    const gitDir = this.#gitDir;
+    const index = path.join(gitDir, `stackrail-index-${randomBytes(8).toString("hex")}`);
+    const env = { ...this.#env(), GIT_INDEX_FILE: index };
+    try {
+      const baseTree = parent ? await git(["rev-parse", `${parent}^{tree}`], { gitDir }) : EMPTY_TREE;
+      await git(["read-tree", baseTree], { gitDir, env });
+      const lines: string[] = [];
+      for (const [file, content] of Object.entries(change.files).sort(([a], [b]) => (a < b ? -1 : 1))) {
+        if (content === null) lines.push(`0 ${ZERO}\t${file}`);
+        else lines.push(`100644 ${await git(["hash-object", "-w", "--stdin"], { gitDir, input: content })}\t${file}`);
+      }
+      await git(["update-index", "--index-info"], { gitDir, env, input: lines.join("\n") + "\n" });
+      const tree = await git(["write-tree"], { gitDir, env });
+      if (tree === baseTree) return null;
+      const changed = (await git(["diff-tree", "-r", "--name-only", "--no-renames", baseTree, tree], { gitDir })).split("\n").filter(Boolean).sort();
+      const commit = await git(["commit-tree", tree, ...(parent ? ["-p", parent] : []), "-F", "-"], { gitDir, env: this.#env(), input: change.message });
+      return { commit, changed };
+    } finally {
+      await rm(index, { force: true });
+      await rm(`${index}.lock`, { force: true });
+    }
+  }
+
+  async commit(change: GitOpsChange): Promise<GitOpsCommitResult> {
+    checkChange(change, this.#validator ?? defaultCrdValidator(), this.#scrub);
+    await this.#ensureReady();
+    if (this.#remote === null) return this.#commitBare(change);
+    const run = this.#queue.then(() => this.#commitRemote(change));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #commitBare(change: GitOpsChange): Promise<GitOpsCommitResult> {
+    const ref = `refs/heads/${this.#branch}`;
+    for (let attempt = 0; attempt < this.#maxTries; attempt++) {
+      const old = await this.#head();
+      const built = await this.#build(old, change);
+      if (!built) return { sha: null, changed: [] };
+      // Compare-and-swap: fails if another writer moved the branch since we read it.
+      const res = await runGit(["update-ref", ref, built.commit, old ?? ZERO], { gitDir: this.#gitDir, okCodes: [1, 128] });
+      if (res.code === 0) {
+        this.#logger?.info({ jobId: change.jobId, sha: built.commit, changed: built.changed }, "gitops commit");
+        return { sha: built.commit, changed: built.changed };
+      }
+      this.#logger?.debug({ jobId: change.jobId, attempt }, "gitops branch moved; re-applying");
+      await sleep(raceBackoff(attempt));
+    }
+    throw new TransientError(`the GitOps branch kept moving; gave up after ${this.#maxTries} tries`);
+  }
+
+  async #commitRemote(change: GitOpsChange): Promise<GitOpsCommitResult> {
+    for (let attempt = 0; attempt < this.#maxTries; attempt++) {
+      await this.#fetch();
+      const old = await this.#head();
+      const built = await this.#build(old, change);
+      if (!built) return { sha: null, changed: [] };
+      // Never forced: a push that is not a fast-forward is refused and we re-apply on the new tip.
+      const res = await runGit(["push", "--quiet", "--porcelain", "origin", `${built.commit}:refs/heads/${this.#branch}`], { gitDir: this.#gitDir, okCodes: [1] });
+      if (res.code === 0) {
+        await git(["update-ref", this.#ref, built.commit], { gitDir: this.#gitDir });
+        this.#logger?.info({ jobId: change.jobId, sha: built.commit, changed: built.changed }, "gitops commit pushed");
+        return { sha: built.commit, changed: built.changed };
+      }
+      if (!/rejected|non-fast-forward|fetch first|failed to update ref|stale info/i.test(res.stdout + res.stderr)) {
+        throw new TransientError(`pushing to the GitOps repository failed: ${new GitCommandError(["push"], res.code, res.stderr + res.stdout).message}`);
+      }
+      await sleep(raceBackoff(attempt));
+    }
+    throw new TransientError(`the GitOps branch kept moving; gave up after ${this.#maxTries} tries`);
+  }
+
+  async readFile(file: string): Promise<string | null> {
+    await this.#ensureReady();
+    if (this.#remote !== null) await this.#fetch();
+    if (!/^[A-Za-z0-9_./-]+$/.test(file) || file.split("/").includes("..")) throw new ValidationError("path", "is not a repository path");
+    const res = await runGit(["cat-file", "blob", `${this.#ref}:${file}`], { gitDir: this.#gitDir, okCodes: [128] });
+    return res.code === 0 ? res.stdout : null;
+  }
+
+  async listFiles(prefix: string): Promise<string[]> {
+    await this.#ensureReady();
+    if (this.#remote !== null) await this.#fetch();
+    const p = assertPrefix(prefix);
+    if ((await this.#head()) === null) return [];
+    const out = await git(["ls-tree", "-r", "--name-only", this.#ref, "--", ...(p ? [`${p}/`] : [])], { gitDir: this.#gitDir });
+    return out.split("\n").filter(Boolean).sort();
+  }
+}

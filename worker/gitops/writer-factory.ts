@@ -1,0 +1,68 @@
+// Picks the GitOps writer from GITOPS_REPO: `github:OWNER/REPO[@BRANCH]` → the GitHub git data
+// API; anything else (a path, a file:// / https:// / ssh URL) → the system git.
+import type { Config } from "../../core/config.ts";
+import { ConfigError } from "../../core/errors.ts";
+import type { Logger } from "../../core/logger.ts";
+import { createGitHubClient, type GitHubClient } from "../github/octokit.ts";
+import type { CrdValidator } from "./crd-validator.ts";
+import { GitHubWriter } from "./github-writer.ts";
+import { LocalGitWriter } from "./local-git-writer.ts";
+import type { GitOpsWriter } from "./writer.ts";
+
+export interface GitHubRepoTarget {
+  owner: string;
+  repo: string;
+  branch: string;
+}
+
+/** Parses `github:OWNER/REPO[@BRANCH]`; null for any other GITOPS_REPO. */
+export function parseGitHubTarget(gitopsRepo: string): GitHubRepoTarget | null {
+  if (!gitopsRepo.startsWith("github:")) return null;
+  const m = /^github:([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))\/([A-Za-z0-9._-]{1,100})(?:@([A-Za-z0-9_./-]{1,200}))?$/.exec(gitopsRepo);
+  if (!m || m[2] === "." || m[2] === ".." || (m[3] ?? "").split("/").includes("..")) {
+    throw new ConfigError("GITOPS_REPO", "must be github:OWNER/REPO or github:OWNER/REPO@BRANCH");
+  }
+  return { owner: m[1] ?? "", repo: m[2] ?? "", branch: m[3] ?? "main" };
+}
+
+export interface GitOpsWriterDeps {
+  logger?: Logger;
+  validator?: CrdValidator;
+  now?: () => Date;
+  /** SecretScrubber.scrub of the process: a change holding a known secret value is refused. */
+  scrub?: (text: string) => string;
+  /** `pull-request` opens/updates a PR per subject instead of pushing (GitHub only). */
+  mode?: "push" | "pull-request";
+  /** An already-built client (tests, or shared with feedback); otherwise built from config. */
+  client?: GitHubClient;
+  /** Options passed to the client factory (tests shrink waits). */
+  clientOptions?: { retryAfterBaseMs?: number; spaceWrites?: boolean };
+}
+
+export async function createGitOpsWriter(config: Pick<Config, "gitopsRepo" | "dataDir" | "github" | "githubApiUrl">, deps: GitOpsWriterDeps = {}): Promise<GitOpsWriter> {
+  const target = parseGitHubTarget(config.gitopsRepo);
+  if (target === null) {
+    return new LocalGitWriter({ repo: config.gitopsRepo, dataDir: config.dataDir, ...(deps.logger ? { logger: deps.logger } : {}), ...(deps.validator ? { validator: deps.validator } : {}), ...(deps.now ? { now: deps.now } : {}), ...(deps.scrub ? { scrub: deps.scrub } : {}) });
+  }
+  let client = deps.client;
+  if (!client) {
+    if (config.github.kind === "none") throw new ConfigError("GITOPS_REPO", "a github: GitOps repository needs GITHUB_TOKEN or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY");
+    client = await createGitHubClient({
+      credentials: config.github,
+      baseUrl: config.githubApiUrl,
+      repo: { owner: target.owner, name: target.repo },
+      ...(deps.logger ? { logger: deps.logger } : {}),
+      ...deps.clientOptions,
+    });
+  }
+  return new GitHubWriter({
+    client,
+    owner: target.owner,
+    repo: target.repo,
+    branch: target.branch,
+    mode: deps.mode ?? "push",
+    ...(deps.logger ? { logger: deps.logger } : {}),
+    ...(deps.validator ? { validator: deps.validator } : {}),
+    ...(deps.scrub ? { scrub: deps.scrub } : {}),
+  });
+}

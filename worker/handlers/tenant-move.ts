@@ -1,0 +1,110 @@
+// tenant.move (pool ⇄ silo), keeping the tenant id: provision the target tier beside the source
+// (the same stack name in the target tier's project), freeze writes on the source, copy the data,
+// verify it (row counts and checksums per table, attachment hashes), cut over in one GitOps
+// commit, then clean the source up after the rollback window. A failure at any step before the
+// cut-over rolls back: the source is unfrozen, the target destroyed, nothing is lost.
+import { ConflictError, NotFoundError, ProgramError, StackrailError } from "../../core/errors.ts";
+import type { Tier } from "../../core/ids.ts";
+import { logicalNames } from "../../programs/naming.ts";
+import { copyCacheKeys, copyDatabase, copyDirectory, verifyDatabaseCopy, verifyDirectoryCopy } from "../data-copy.ts";
+import { renderTenantFiles } from "../gitops/manifests.ts";
+import type { JobHandler } from "../job-worker.ts";
+import type { TenantHandlerDeps } from "./tenant-provision.ts";
+import { gitopsSettings, infraFromOutputs, publicOutputs, runTenantStack, tenantCommitMessage } from "./tenant-support.ts";
+
+export interface MoveDeps extends TenantHandlerDeps {
+  /** Keep the source this long after the cut-over; 0 cleans it up within the job. */
+  readonly rollbackWindowMs: number;
+  /** Records a cleanup that is due later (the scheduler enqueues it). */
+  readonly scheduleCleanup: (tenantId: string, tier: Tier, region: string, dueAt: number) => Promise<void>;
+  readonly cancelCleanup: (tenantId: string, tier: Tier) => Promise<void>;
+  readonly now?: () => number;
+}
+
+export function tenantMoveHandler(deps: MoveDeps): JobHandler<"tenant.move"> {
+  return async (ctx) => {
+    const { tenantId, tier: target, trigger } = ctx.data;
+    const tenant = await deps.tenants.get(tenantId);
+    if (!tenant) throw new NotFoundError(`tenant ${tenantId} does not exist`);
+    if (tenant.state !== "active") throw new ConflictError(`tenant ${tenantId} is ${tenant.state}`);
+    const source = tenant.tier;
+    if (source === target) return { tenantId, tier: target, moved: false, reason: `already on ${target}` };
+    const region = tenant.region;
+    const version = tenant.version || undefined;
+    const base = { tenantId, region, ...(version ? { version } : {}) };
+    const url = deps.config.localMysqlUrl;
+    const from = logicalNames(source === "silo" ? "silo" : "tenant", tenantId);
+    const to = logicalNames(target === "silo" ? "silo" : "tenant", tenantId);
+    // A move back inside a rollback window reuses the kept source: it must not be cleaned up now.
+    await deps.cancelCleanup(tenantId, target);
+
+    let step = "provision the target";
+    let frozen = false;
+    const report: Record<string, unknown> = {};
+    try {
+      await ctx.progress(`1/6 provisioning ${target} resources beside the ${source} ones`);
+      const targetStack = await runTenantStack(deps.runner, ctx, "up", { ...base, tier: target }, deps.policyPacks);
+
+      step = "freeze the source";
+      await ctx.progress(`2/6 freezing writes on the ${source} side`);
+      // Frozen, and marked so that removing it later leaves the shared cache key space alone.
+      await runTenantStack(deps.runner, ctx, "up", { ...base, tier: source, readOnly: true, keepCacheKeys: true }, deps.policyPacks);
+      frozen = true;
+
+      if (deps.config.target === "local") {
+        step = "copy the data";
+        await ctx.progress(`3/6 copying ${from.database} -> ${to.database}, attachments and cache keys`);
+        await copyDatabase({ url, database: from.database }, { url, database: to.database });
+        const root = `${deps.config.dataDir}/attachments`;
+        await copyDirectory(`${root}/${from.attachmentsDir}`, `${root}/${to.attachmentsDir}`);
+        report.cacheKeysCopied = await copyCacheKeys(deps.config.localRedisUrl, deps.config.localRedisUrl, to.keyPrefix);
+
+        step = "verify the copy";
+        await ctx.progress("4/6 verifying row counts and checksums per table, and attachments");
+        const tables = await verifyDatabaseCopy({ url, database: from.database }, { url, database: to.database });
+        report.tables = tables;
+        report.attachments = await verifyDirectoryCopy(`${root}/${from.attachmentsDir}`, `${root}/${to.attachmentsDir}`);
+        await ctx.progress(`verified ${tables.length} table(s): ${tables.map((t) => `${t.table}=${t.rows} rows`).join(", ") || "none"}`);
+      }
+
+      step = "cut over";
+      await ctx.progress(`5/6 cutting over to ${target} in one GitOps commit`);
+      const commit = await deps.writer.commit({
+        jobId: ctx.jobId,
+        message: tenantCommitMessage(ctx, "move", tenantId, trigger, `${source} -> ${target}`),
+        files: renderTenantFiles(
+          { id: tenantId, region, tier: target, version: tenant.version, ...(tenant.protected ? { protected: true } : {}) },
+          infraFromOutputs(targetStack.outputs, `tenant-${tenantId}`),
+          gitopsSettings(deps.config),
+        ),
+        subject: `tenant-${tenantId}`,
+      });
+      await deps.tenants.recordOutputs(tenantId, publicOutputs(targetStack.outputs), { tier: target });
+      report.commit = commit.sha;
+    } catch (err) {
+      await ctx.progress(`move failed at "${step}"; rolling back to ${source}`);
+      try {
+        if (frozen) await runTenantStack(deps.runner, ctx, "up", { ...base, tier: source }, deps.policyPacks);
+        await runTenantStack(deps.runner, ctx, "destroy", { ...base, tier: target }, []);
+      } catch (rollbackErr) {
+        throw new ProgramError(`move failed at "${step}" and the rollback failed too: ${(rollbackErr as Error).message}`, { cause: err });
+      }
+      await ctx.progress(`rolled back: ${source} unfrozen, ${target} resources removed`);
+      if (err instanceof StackrailError && err.fate !== "fail") throw err;
+      throw new ProgramError(`move failed at "${step}" and was rolled back to ${source}: ${(err as Error).message}`, { cause: err });
+    }
+
+    // After the cut-over the move stands; the source only waits for its rollback window.
+    if (deps.rollbackWindowMs > 0) {
+      const dueAt = (deps.now ?? Date.now)() + deps.rollbackWindowMs;
+      await deps.scheduleCleanup(tenantId, source, region, dueAt);
+      await ctx.progress(`6/6 ${source} resources kept until ${new Date(dueAt).toISOString()} (rollback window)`);
+      report.sourceKeptUntil = new Date(dueAt).toISOString();
+    } else {
+      await ctx.progress(`6/6 removing the ${source} resources`);
+      await runTenantStack(deps.runner, ctx, "destroy", { ...base, tier: source, keepCacheKeys: true }, []);
+      report.sourceRemoved = true;
+    }
+    return { tenantId, from: source, to: target, moved: true, ...report };
+  };
+}

@@ -1,0 +1,226 @@
+// The BullMQ worker: takes jobs from the one queue, keeps jobs of one stack in order through the
+// stack lanes, runs the job's handler with a cancellation signal, and maps typed errors to the
+// job's fate (retry with backoff, fail at once, or wait without spending a try).
+import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
+import type { Redis } from "ioredis";
+import {
+  CancelledError,
+  OperationTimeoutError,
+  StackrailError,
+  TransientError,
+  fateOf,
+} from "../core/errors.ts";
+import { JOBS_QUEUE, jobDataSchema, type JobData, type JobKind } from "../core/jobs.ts";
+import type { Logger, SecretScrubber } from "../core/logger.ts";
+import type { Metrics } from "../core/metrics.ts";
+
+/** What a handler gets: the validated data, a way to report progress, and a signal to stop. */
+export interface JobContext<K extends JobKind = JobKind> {
+  readonly jobId: string;
+  readonly data: Extract<JobData, { kind: K }>;
+  readonly attempt: number;
+  readonly signal: AbortSignal;
+  readonly logger: Logger;
+  /** One progress line: into the job's log (visible through the API) and the service log. */
+  progress(line: string): Promise<void>;
+}
+
+/** What the steps shared by several handlers need: everything but the kind-specific data. */
+export type StepContext = Omit<JobContext, "data">;
+
+export type JobHandler<K extends JobKind = JobKind> = (ctx: JobContext<K>) => Promise<Record<string, unknown>>;
+export type JobHandlers = { [K in JobKind]?: JobHandler<K> };
+
+/** The per-stack FIFO the HTTP edge registers jobs in (worker/stack-lanes.ts). */
+export interface LaneControl {
+  tryAcquire(stack: string, jobId: string, leaseMs: number): Promise<boolean>;
+  renew(stack: string, jobId: string, leaseMs: number): Promise<void>;
+  release(stack: string, jobId: string): Promise<void>;
+  isSuperseded(jobId: string): Promise<string | null>;
+  isCancelled(jobId: string): Promise<boolean>;
+  markCancelled(jobId: string): Promise<void>;
+}
+
+export interface JobWorkerDeps {
+  readonly connection: Redis;
+  readonly prefix: string;
+  readonly concurrency: number;
+  readonly lanes: LaneControl;
+  readonly handlers: JobHandlers;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly scrubber: SecretScrubber;
+  /** The stack a job changes, as registered at enqueue; undefined for jobs without a stack. */
+  readonly stackOf: (job: Job) => string | undefined;
+  /** Per-kind time limit; the operation is cancelled when it expires. */
+  readonly timeoutMs: (kind: JobKind) => number;
+  readonly laneLeaseMs?: number;
+  /** BullMQ lock duration and stalled-job check interval (crash recovery speed). */
+  readonly lockDurationMs?: number;
+  readonly stalledIntervalMs?: number;
+  /** How often a job that waits for its stack looks again. */
+  readonly laneRetryMs?: number;
+  /** Signals used by the cancel API: a running job whose id resolves true is aborted. */
+  readonly cancelRequested?: (jobId: string) => Promise<boolean>;
+  readonly cancelPollMs?: number;
+  readonly deadLetters?: { add(jobId: string, reason: string): Promise<void> };
+}
+
+export interface JobWorker {
+  readonly worker: Worker;
+  /** Stop taking jobs; let running ones finish within graceMs, then cancel them cleanly. */
+  close(graceMs: number): Promise<void>;
+}
+
+/** Error codes a failed job carries, read back by the job view (`code: message`). */
+export function failureReason(error: unknown, scrubber: SecretScrubber): string {
+  const code = error instanceof StackrailError ? error.code : "internal";
+  const message = error instanceof Error ? error.message : String(error);
+  return scrubber.scrub(`${code}: ${message}`);
+}
+
+export function createJobWorker(deps: JobWorkerDeps): JobWorker {
+  const leaseMs = deps.laneLeaseMs ?? 60_000;
+  const laneRetryMs = deps.laneRetryMs ?? 500;
+  const running = new Map<string, AbortController>();
+
+  const processor = async (job: Job, token?: string): Promise<Record<string, unknown>> => {
+    const jobId = job.id ?? "";
+    const trigger = (job.data as { trigger?: { type?: string; deliveryId?: string } }).trigger;
+    // Every line of a job carries its id, and the GitHub delivery that caused it when there is one.
+    const log = deps.logger.child({
+      jobId,
+      kind: (job.data as { kind?: string }).kind,
+      ...(trigger?.type === "webhook" && trigger.deliveryId ? { deliveryId: trigger.deliveryId } : {}),
+    });
+    const parsed = jobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      throw new UnrecoverableError(`invalid: job data does not match its schema (${parsed.error.issues[0]?.path.join(".") ?? "?"})`);
+    }
+    const data = parsed.data;
+
+    const supersededBy = await deps.lanes.isSuperseded(jobId);
+    if (supersededBy) {
+      log.info({ supersededBy }, "job superseded before it ran");
+      deps.metrics.jobsTotal.inc({ kind: data.kind, state: "superseded" });
+      return { superseded: true, supersededBy };
+    }
+
+    if (await deps.lanes.isCancelled(jobId)) {
+      log.info("job cancelled before it ran");
+      deps.metrics.jobsTotal.inc({ kind: data.kind, state: "cancelled" });
+      return { cancelled: true };
+    }
+
+    const stack = deps.stackOf(job);
+    if (stack && !(await deps.lanes.tryAcquire(stack, jobId, leaseMs))) {
+      // Another job of this stack is ahead: wait in the queue without spending an attempt.
+      await job.moveToDelayed(Date.now() + laneRetryMs, token);
+      throw new DelayedError();
+    }
+
+    const controller = new AbortController();
+    running.set(jobId, controller);
+    const timeout = setTimeout(
+      () => controller.abort(new OperationTimeoutError(`${data.kind} exceeded its time limit of ${Math.round(deps.timeoutMs(data.kind) / 1000)}s`)),
+      deps.timeoutMs(data.kind),
+    );
+    const renewer = stack
+      ? setInterval(() => {
+          deps.lanes.renew(stack, jobId, leaseMs).catch((err: unknown) => log.warn({ err }, "could not renew stack lease"));
+        }, Math.min(leaseMs / 3, 2000))
+      : undefined;
+    // A cancel through the API is a flag in Redis; it is looked at often so that a short
+    // operation is still stopped rather than finishing first.
+    const cancelPoll = deps.cancelRequested
+      ? setInterval(() => {
+          deps.cancelRequested?.(jobId).then(
+            (yes) => {
+              if (yes && !controller.signal.aborted) controller.abort(new CancelledError("cancelled through the API"));
+            },
+            () => undefined,
+          );
+        }, deps.cancelPollMs ?? 250)
+      : undefined;
+
+    const handler = deps.handlers[data.kind] as JobHandler | undefined;
+    let releaseLane = true;
+    try {
+      if (!handler) throw new UnrecoverableError(`invalid: no handler for job kind ${data.kind}`);
+      log.info({ stack, attempt: job.attemptsMade + 1 }, "job started");
+      deps.metrics.jobsTotal.inc({ kind: data.kind, state: "running" });
+      const result = await handler({
+        jobId,
+        data: data,
+        attempt: job.attemptsMade + 1,
+        signal: controller.signal,
+        logger: log,
+        progress: async (line: string) => {
+          const clean = deps.scrubber.scrub(line);
+          log.info({ line: clean }, "progress");
+          await job.log(clean);
+        },
+      });
+      deps.metrics.jobsTotal.inc({ kind: data.kind, state: "succeeded" });
+      log.info("job succeeded");
+      return deps.scrubber.scrubValue(result);
+    } catch (error) {
+      if (error instanceof DelayedError || error instanceof UnrecoverableError) throw error;
+      const fate = fateOf(error);
+      const reason = failureReason(error, deps.scrubber);
+      if (fate === "wait") {
+        releaseLane = false;
+        log.info({ reason }, "job waits");
+        await job.moveToDelayed(Date.now() + laneRetryMs * 4, token);
+        throw new DelayedError();
+      }
+      if (fate === "retry" && job.attemptsMade + 1 < (job.opts.attempts ?? 1)) {
+        // Keep our place at the head of the lane so the retry runs before later jobs of the stack.
+        releaseLane = false;
+        log.warn({ reason }, "job failed, will retry");
+        throw new Error(reason, { cause: error });
+      }
+      const state = error instanceof CancelledError || error instanceof OperationTimeoutError ? "cancelled" : "failed";
+      deps.metrics.jobsTotal.inc({ kind: data.kind, state });
+      if (state === "cancelled") await deps.lanes.markCancelled(jobId);
+      // Transient failures that used up their retries wait in the dead-letter list for an operator.
+      else if (fate === "retry") await deps.deadLetters?.add(jobId, reason);
+      log.error({ reason }, "job failed");
+      throw new UnrecoverableError(reason);
+    } finally {
+      clearTimeout(timeout);
+      if (renewer) clearInterval(renewer);
+      if (cancelPoll) clearInterval(cancelPoll);
+      running.delete(jobId);
+      if (stack && releaseLane) await deps.lanes.release(stack, jobId);
+    }
+  };
+
+  const worker = new Worker(JOBS_QUEUE, processor, {
+    connection: deps.connection,
+    prefix: deps.prefix,
+    concurrency: deps.concurrency,
+    autorun: true,
+    // A Pulumi operation keeps the event loop free, but give stalled detection room on busy machines.
+    lockDuration: deps.lockDurationMs ?? 60_000,
+    stalledInterval: deps.stalledIntervalMs ?? 30_000,
+    maxStalledCount: 2,
+  });
+  worker.on("error", (err) => deps.logger.error({ err }, "worker error"));
+
+  return {
+    worker,
+    async close(graceMs: number): Promise<void> {
+      const closing = worker.close();
+      const timer = setTimeout(() => {
+        // A job stopped by shutdown is not the user's cancel: it fails with a retryable error and runs again.
+        for (const c of running.values()) c.abort(new TransientError("service shutting down"));
+      }, graceMs);
+      try {
+        await closing;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}

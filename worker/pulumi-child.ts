@@ -1,0 +1,337 @@
+// One Pulumi operation in its own process (forked by worker/pulumi-runner.ts with the project's
+// Node). It builds the inline program, drives the engine through the Automation API and streams
+// engine events back as progress lines. It never sends a secret value: stack outputs marked secret
+// are replaced before they leave, and the engine itself masks secrets in events.
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { hostname } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  ConcurrentUpdateError,
+  LocalWorkspace,
+  PulumiCommand,
+  type EngineEvent,
+  type OutputMap,
+  type Stack,
+} from "@pulumi/pulumi/automation/index.js";
+import { POLICY_PACK_ENV, programFor } from "../programs/index.ts";
+import {
+  SECRET_PLACEHOLDER,
+  type ChildFailure,
+  type ChildMessage,
+  type ChildSettings,
+  type DriftedResource,
+  type OperationSummary,
+  type ParentMessage,
+  type StackOperationRequest,
+} from "./pulumi-protocol.ts";
+
+const send = (message: ChildMessage): void => {
+  process.send?.(message);
+};
+
+const abort = new AbortController();
+
+function describeEvent(event: EngineEvent, violations: string[]): ChildMessage | undefined {
+  if (event.resourcePreEvent) {
+    const m = event.resourcePreEvent.metadata;
+    if (m.op === "same" || m.type === "pulumi:pulumi:Stack") return undefined;
+    return { type: "progress", line: `${m.op} ${m.type} ${m.urn.split("::").pop() ?? ""}`, resourceChange: { op: m.op, urn: m.urn } };
+  }
+  if (event.resOutputsEvent) {
+    const m = event.resOutputsEvent.metadata;
+    if (m.op === "same" || m.type === "pulumi:pulumi:Stack") return undefined;
+    return { type: "progress", line: `done ${m.op} ${m.type} ${m.urn.split("::").pop() ?? ""}`, applied: { op: m.op, urn: m.urn } };
+  }
+  if (event.resOpFailedEvent) {
+    const m = event.resOpFailedEvent.metadata;
+    return { type: "progress", line: `failed ${m.op} ${m.type} ${m.urn.split("::").pop() ?? ""}` };
+  }
+  if (event.policyEvent) {
+    const p = event.policyEvent;
+    const line = `policy ${p.enforcementLevel} ${p.policyPackName}/${p.policyName}: ${p.message.trim()}`;
+    if (p.enforcementLevel === "mandatory") violations.push(line);
+    return { type: "progress", line };
+  }
+  if (event.diagnosticEvent && (event.diagnosticEvent.severity === "error" || event.diagnosticEvent.severity === "warning")) {
+    return { type: "progress", line: `${event.diagnosticEvent.severity}: ${event.diagnosticEvent.message.trim()}` };
+  }
+  if (event.summaryEvent) {
+    const changes = Object.entries(event.summaryEvent.resourceChanges)
+      .map(([op, n]) => `${op}=${n}`)
+      .join(" ");
+    return { type: "progress", line: `summary ${changes} (${event.summaryEvent.durationSeconds}s)` };
+  }
+  return undefined;
+}
+
+/**
+ * A refresh preview's step for one resource: drift when the refresh would change it (`update`) or
+ * drop it from the state (`delete`). The engine announces every resource as `refresh` and reports
+ * the outcome in the step's outputs event; older engines put the outcome in the first event.
+ */
+function driftOf(event: EngineEvent): DriftedResource | undefined {
+  const m = event.resOutputsEvent?.metadata ?? event.resourcePreEvent?.metadata;
+  if (!m || m.type === "pulumi:pulumi:Stack" || m.type.startsWith("pulumi:providers:")) return undefined;
+  if (m.op === "same" || m.op === "read" || (m.op === "refresh" && (m.diffs ?? []).length === 0)) return undefined;
+  // Property names only (the engine's own diff), never values: a secret stays a secret.
+  // The engine masks secret values in events, so a changed secret shows no difference here.
+  const before = m.old?.outputs ?? {};
+  const after = m.new?.outputs ?? {};
+  const changed = m.op === "delete" ? [] : [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
+  const properties = [...new Set([...(m.diffs ?? []), ...Object.keys(m.detailedDiff ?? {}), ...changed].map((p) => p.split(/[.[]/)[0] ?? p))]
+    .filter((p) => p !== "__provider")
+    .sort();
+  return { urn: m.urn, type: m.type, op: m.op === "refresh" ? "update" : m.op, properties };
+}
+
+function maskOutputs(outputs: OutputMap): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, v.secret ? SECRET_PLACEHOLDER : v.value]));
+}
+
+async function openStack(request: StackOperationRequest, settings: ChildSettings): Promise<Stack> {
+  mkdirSync(settings.workDir, { recursive: true });
+  mkdirSync(settings.pulumiHome, { recursive: true });
+  // The file backend needs its folder; other backends (s3://, https://) manage their own.
+  if (settings.backendUrl.startsWith("file://")) mkdirSync(fileURLToPath(settings.backendUrl), { recursive: true });
+  const pulumiCommand = await PulumiCommand.get({ root: settings.engineDir, version: undefined });
+  const program = programFor(request.program, request.args, {
+    target: settings.target,
+    dataDir: settings.dataDir,
+    localMysqlUrl: settings.localMysqlUrl,
+    localRedisUrl: settings.localRedisUrl,
+  });
+  return LocalWorkspace.createOrSelectStack(
+    { stackName: request.stack, projectName: request.projectName, program },
+    {
+      workDir: settings.workDir,
+      pulumiHome: settings.pulumiHome,
+      pulumiCommand,
+      projectSettings: { name: request.projectName, runtime: "nodejs", backend: { url: settings.backendUrl } },
+      envVars: {
+        PULUMI_BACKEND_URL: settings.backendUrl,
+        PULUMI_HOME: settings.pulumiHome,
+        PULUMI_SKIP_UPDATE_CHECK: "true",
+        PULUMI_DIY_BACKEND_NO_LEGACY_WARNING: "true",
+        // The engine's policy analyzer would otherwise hand .ts policy files to an old ts-node.
+        ...(request.policyPacks.length > 0 ? POLICY_PACK_ENV : {}),
+        // The engine finds the dynamic-provider and policy shims next to the CLI.
+        PATH: `${path.join(settings.engineDir, "bin")}:${path.dirname(process.execPath)}:${process.env.PATH ?? ""}`,
+      },
+    },
+  );
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * A process killed mid-update leaves its lock in the file backend. The lock names its owner
+ * (pid, host); it is removed only when that owner is gone. A lock held by a live process stays,
+ * and the operation then fails as a concurrent update (a retryable wait).
+ */
+function clearStaleLocks(request: StackOperationRequest, settings: ChildSettings): void {
+  if (!settings.backendUrl.startsWith("file://")) return;
+  const dir = path.join(fileURLToPath(settings.backendUrl), ".pulumi", "locks", "organization", request.projectName, request.stack);
+  if (!existsSync(dir)) return;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".json"))) {
+    let owner: { pid?: number; hostname?: string };
+    try {
+      owner = JSON.parse(readFileSync(path.join(dir, file), "utf8")) as { pid?: number; hostname?: string };
+    } catch {
+      continue;
+    }
+    if (owner.hostname === hostname() && typeof owner.pid === "number" && !alive(owner.pid)) {
+      rmSync(path.join(dir, file), { force: true });
+      rmSync(path.join(dir, `${file}.attrs`), { force: true }); // the blob store's metadata sidecar
+      send({ type: "progress", line: `cleared a stale lock left by process ${owner.pid}, which is gone` });
+    }
+  }
+}
+
+function parses(file: string): boolean {
+  try {
+    const text = readFileSync(file, "utf8");
+    return text.trim().length > 0 && typeof JSON.parse(text) === "object";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The file backend writes the checkpoint in place: a process killed during that write leaves it
+ * empty or cut off, and every later command fails with "failed to load checkpoint". The backend
+ * keeps the previous checkpoint beside it (`.bak`); that one is restored, and the refresh that
+ * follows reconciles it with what the interrupted update had already done.
+ */
+function repairCheckpoint(request: StackOperationRequest, settings: ChildSettings): void {
+  if (!settings.backendUrl.startsWith("file://")) return;
+  const file = path.join(fileURLToPath(settings.backendUrl), ".pulumi", "stacks", request.projectName, `${request.stack}.json`);
+  if (!existsSync(file) || parses(file)) return;
+  const backup = `${file}.bak`;
+  if (existsSync(backup) && parses(backup)) {
+    copyFileSync(backup, file);
+    send({ type: "progress", line: "restored the stack checkpoint from its backup (the last write was cut off)" });
+  } else {
+    renameSync(file, `${file}.corrupt-${Date.now()}`);
+    send({ type: "progress", line: "set aside an unreadable stack checkpoint with no usable backup; the next update adopts existing resources" });
+  }
+}
+
+/** How many operations the stored checkpoint has pending. */
+async function pendingOperations(stack: Stack, request: StackOperationRequest, settings: ChildSettings): Promise<number> {
+  // On the file backend the checkpoint is read directly: a `stack export` costs a CLI run per job.
+  if (settings.backendUrl.startsWith("file://")) {
+    const file = path.join(fileURLToPath(settings.backendUrl), ".pulumi", "stacks", request.projectName, `${request.stack}.json`);
+    if (!existsSync(file)) return 0;
+    try {
+      const checkpoint = JSON.parse(readFileSync(file, "utf8")) as { checkpoint?: { latest?: { pending_operations?: unknown[] } } };
+      return checkpoint.checkpoint?.latest?.pending_operations?.length ?? 0;
+    } catch {
+      // unreadable here: ask the engine below
+    }
+  }
+  const state = (await stack.exportStack()) as { deployment?: { pending_operations?: unknown[] } };
+  return state.deployment?.pending_operations?.length ?? 0;
+}
+
+/** Operations an interrupted update left pending are resolved by a refresh before anything else. */
+async function resolvePendingOperations(
+  stack: Stack,
+  request: StackOperationRequest,
+  settings: ChildSettings,
+  common: { onEvent: (e: EngineEvent) => void; signal: AbortSignal },
+): Promise<void> {
+  const pending = await pendingOperations(stack, request, settings);
+  if (pending === 0) return;
+  send({ type: "progress", line: `resolving ${pending} operation(s) left pending by an interrupted update (refresh)` });
+  await stack.refresh({ ...common, clearPendingCreates: true, color: "never" });
+}
+
+async function run(request: StackOperationRequest, settings: ChildSettings): Promise<OperationSummary> {
+  const started = Date.now();
+  clearStaleLocks(request, settings);
+  repairCheckpoint(request, settings);
+  const stack = await openStack(request, settings);
+  const violations: string[] = [];
+  const onEvent = (event: EngineEvent): void => {
+    const message = describeEvent(event, violations);
+    if (message) send(message);
+  };
+  const common = { onEvent, signal: abort.signal, color: "never" as const };
+  try {
+    // A drift check writes nothing, not even the resolution of pending operations.
+    if (request.operation !== "preview" && request.operation !== "drift") await resolvePendingOperations(stack, request, settings, common);
+    let result: string;
+    let changes: Record<string, number> = {};
+    let drifted: DriftedResource[] | undefined;
+    let upOutputs: OutputMap | undefined;
+    switch (request.operation) {
+      case "up": {
+        if (request.policyPacks.length > 0) {
+          // `up` does not preview first: a violation found mid-update could come after earlier
+          // resources were applied. A policy-checked preview first means "nothing applied".
+          send({ type: "progress", line: "policy check (preview with the mandatory policy packs)" });
+          await stack.preview({ ...common, policyPacks: [...request.policyPacks] });
+        }
+        const r = await stack.up({ ...common, policyPacks: [...request.policyPacks] });
+        upOutputs = r.outputs;
+        result = r.summary.result;
+        changes = (r.summary.resourceChanges ?? {});
+        break;
+      }
+      case "preview": {
+        const r = await stack.preview({ ...common, policyPacks: [...request.policyPacks] });
+        result = "succeeded";
+        changes = r.changeSummary;
+        break;
+      }
+      case "refresh": {
+        const r = await stack.refresh({ ...common, clearPendingCreates: request.clearPendingCreates ?? false });
+        result = r.summary.result;
+        changes = (r.summary.resourceChanges ?? {});
+        break;
+      }
+      case "drift": {
+        const found = new Map<string, DriftedResource>();
+        const r = await stack.previewRefresh({
+          ...common,
+          onEvent: (event: EngineEvent) => {
+            onEvent(event);
+            const d = driftOf(event);
+            if (d) found.set(d.urn, d);
+          },
+        });
+        result = "succeeded";
+        changes = r.changeSummary;
+        drifted = [...found.values()];
+        break;
+      }
+      case "destroy": {
+        const r = await stack.destroy(common);
+        result = r.summary.result;
+        changes = (r.summary.resourceChanges ?? {});
+        break;
+      }
+    }
+    // `up` returns the outputs; only the other operations ask the engine for them again.
+    const outputs = request.operation === "destroy" ? {} : maskOutputs(upOutputs ?? (await stack.outputs()));
+    return {
+      operation: request.operation,
+      result,
+      resourceChanges: changes,
+      ...(drifted ? { drifted } : {}),
+      outputs,
+      durationMs: Date.now() - started,
+    };
+  } catch (err) {
+    throw classify(err, violations);
+  }
+}
+
+class ChildFailureError extends Error {
+  readonly failure: ChildFailure;
+  constructor(failure: ChildFailure) {
+    super(failure.message);
+    this.failure = failure;
+  }
+}
+
+function classify(err: unknown, violations: string[]): ChildFailureError {
+  const message = err instanceof Error ? err.message : String(err);
+  const short = message.length > 4000 ? `${message.slice(0, 4000)}…` : message;
+  if (abort.signal.aborted) return new ChildFailureError({ kind: "cancelled", message: "operation cancelled" });
+  if (violations.length > 0) {
+    return new ChildFailureError({ kind: "policy", message: "mandatory policy violation; nothing was applied", violations });
+  }
+  if (err instanceof ConcurrentUpdateError) return new ChildFailureError({ kind: "concurrent", message: short });
+  return new ChildFailureError({ kind: "program", message: short });
+}
+
+process.on("message", (raw: ParentMessage) => {
+  if (raw.type === "cancel") {
+    // The Automation API turns this into SIGINT for the CLI: the engine's own graceful cancellation.
+    abort.abort();
+    return;
+  }
+  run(raw.request, raw.settings).then(
+    (summary) => {
+      send({ type: "done", summary });
+      process.disconnect?.();
+    },
+    (err: unknown) => {
+      const failure =
+        err instanceof ChildFailureError
+          ? err.failure
+          : { kind: "internal" as const, message: err instanceof Error ? err.message : String(err) };
+      send({ type: "failed", failure });
+      process.disconnect?.();
+    },
+  );
+});

@@ -1,0 +1,76 @@
+// Messages between the worker and the child process that runs one Pulumi operation.
+// The child exists because the Node.js runtime of an inline Pulumi program is process-global:
+// two programs in one process would share (and corrupt) each other's state.
+
+/** `drift`: a refresh preview (`pulumi refresh --preview-only`): what a refresh would change, nothing written. */
+export type StackOperation = "up" | "destroy" | "preview" | "refresh" | "drift";
+
+export interface StackOperationRequest {
+  readonly stack: string;
+  readonly projectName: string;
+  readonly operation: StackOperation;
+  /** Name of a program in programs/index.ts and its validated arguments. */
+  readonly program: string;
+  readonly args: Record<string, string | number | boolean>;
+  /** Mandatory policy packs (absolute paths), enforced before anything is applied. */
+  readonly policyPacks: readonly string[];
+  /** Clear operations left pending by a process that died mid-update (refresh only). */
+  readonly clearPendingCreates?: boolean;
+}
+
+export interface ChildSettings {
+  readonly workDir: string;
+  readonly pulumiHome: string;
+  readonly backendUrl: string;
+  readonly engineDir: string;
+  readonly engineVersion: string;
+  readonly target: "local" | "aws";
+  readonly dataDir: string;
+  readonly localMysqlUrl: string;
+  readonly localRedisUrl: string;
+}
+
+/** A resource whose live state differs from the stack's state: names of properties only, never values. */
+export interface DriftedResource {
+  readonly urn: string;
+  readonly type: string;
+  /** What a refresh would do to it in the state: `update` (changed outside) or `delete` (gone). */
+  readonly op: string;
+  readonly properties: readonly string[];
+}
+
+export interface OperationSummary {
+  readonly operation: StackOperation;
+  readonly result: string;
+  readonly resourceChanges: Record<string, number>;
+  /** `drift` only: the resources a refresh would change. */
+  readonly drifted?: readonly DriftedResource[];
+  /** Stack outputs; secret ones are replaced by "[secret]" before they leave the child. */
+  readonly outputs: Record<string, unknown>;
+  readonly durationMs: number;
+}
+
+export type ParentMessage =
+  | { readonly type: "start"; readonly request: StackOperationRequest; readonly settings: ChildSettings }
+  | { readonly type: "cancel" };
+
+export interface ChildFailure {
+  /** Decides the job's fate on the parent side (see worker/pulumi-runner.ts). */
+  readonly kind: "policy" | "program" | "concurrent" | "cancelled" | "internal";
+  readonly message: string;
+  readonly violations?: readonly string[];
+}
+
+export type ChildMessage =
+  | {
+      readonly type: "progress";
+      readonly line: string;
+      /** A step the engine is about to take. */
+      readonly resourceChange?: { readonly op: string; readonly urn: string };
+      /** A step the engine finished: what was applied, even if the operation is cancelled later. */
+      readonly applied?: { readonly op: string; readonly urn: string };
+    }
+  | { readonly type: "done"; readonly summary: OperationSummary }
+  | { readonly type: "failed"; readonly failure: ChildFailure };
+
+export const SECRET_PLACEHOLDER = "[secret]";

@@ -1,0 +1,225 @@
+// The enqueue side of the job queue: one BullMQ queue (JOBS_QUEUE, under config.queuePrefix)
+// that every job goes through, with per-stack lanes (stack-lanes.ts) for ordering and
+// coalescing, and the read model that `GET /v1/jobs/:id` answers with.
+import { randomUUID } from "node:crypto";
+import { Job, Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { TransientError, ValidationError } from "../core/errors.ts";
+import { previewStackName, tenantStackName } from "../core/ids.ts";
+import { JOBS_QUEUE, jobDataSchema, triggerSchema, type JobData, type JobState, type Trigger } from "../core/jobs.ts";
+import type { SecretScrubber } from "../core/logger.ts";
+import { StackLanes } from "./stack-lanes.ts";
+
+const SEVEN_DAYS_S = 7 * 24 * 3600;
+
+/** Lane used for release rollouts: one rollout at a time, in order (not a Pulumi stack name). */
+export const RELEASES_LANE = "releases";
+
+/** Options every job is added with (the worker relies on `attempts` to know when a failure is final). */
+export const JOB_OPTIONS = {
+  attempts: 3,
+  backoff: { type: "exponential", delay: 5_000 },
+  removeOnComplete: { age: SEVEN_DAYS_S },
+  removeOnFail: { age: SEVEN_DAYS_S },
+} as const;
+
+/**
+ * The lane a job runs in: the stack it changes. Tenant functions share the tenant's lane so they never
+ * run before the tenant exists; rollouts share one lane; a refusal comment changes no stack.
+ */
+export function stackFor(data: JobData): string | undefined {
+  switch (data.kind) {
+    case "tenant.provision":
+    case "tenant.deprovision":
+    case "tenant.upgrade":
+    case "tenant.move":
+    case "tenant.function":
+    case "tenant.drift":
+      return tenantStackName(data.tenantId);
+    case "preview.up":
+    case "preview.destroy":
+      return previewStackName(data.repo.name, data.pr);
+    case "release.rollout":
+      return RELEASES_LANE;
+    case "stack.operation":
+      return data.stack;
+    case "comment.refusal":
+      return undefined;
+  }
+}
+
+export interface JobView {
+  id: string;
+  /** A JobKind; typed as string because old records may carry kinds this version does not know. */
+  kind: string;
+  stack: string | null;
+  state: JobState;
+  supersededBy?: string;
+  progress: string[];
+  result?: unknown;
+  error?: string;
+  trigger: (Trigger & { pr?: { repo: string; number: number } }) | null;
+  /** The job's own identifiers (tenant id, version, PR, ...): job data never holds a secret. */
+  data: Record<string, unknown>;
+  attempts: number;
+  createdAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface JobQueueOptions {
+  /** A connection for enqueueing; the edge uses one with `enableOfflineQueue: false` and short timeouts. */
+  connection: Redis;
+  prefix: string;
+  /** Upper bound for one add, so that the HTTP edge answers within a second even when Redis hangs. */
+  addTimeoutMs?: number;
+  scrubber?: SecretScrubber;
+}
+
+export interface EnqueueOptions {
+  stack?: string;
+  /** A deterministic id (e.g. derived from a GitHub delivery id) makes a retried enqueue a no-op. */
+  jobId?: string;
+  /** Hold the job this long before it may run (debouncing bursts: a newer job supersedes it meanwhile). */
+  delayMs?: number;
+}
+
+const JOB_ID_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
+
+export class JobQueue {
+  readonly queue: Queue;
+  readonly lanes: StackLanes;
+  readonly #addTimeoutMs: number;
+  readonly #scrubber: SecretScrubber | undefined;
+
+  constructor(options: JobQueueOptions) {
+    this.queue = new Queue(JOBS_QUEUE, { connection: options.connection, prefix: options.prefix });
+    // Without a listener an 'error' event (Redis going away) would crash the process.
+    this.queue.on("error", () => undefined);
+    this.lanes = new StackLanes(options.connection, options.prefix);
+    this.#addTimeoutMs = options.addTimeoutMs ?? 800;
+    this.#scrubber = options.scrubber;
+  }
+
+  /**
+   * Validates and durably adds one job; resolves only once Redis has it. Registers the job in its
+   * stack's lane before the add (and takes it out again if the add fails); a `preview.up` (or
+   * `preview.destroy`) then supersedes older waiting `preview.up` jobs of the same stack.
+   * Throws ValidationError for bad data and TransientError when Redis cannot take the job.
+   */
+  async enqueue(data: JobData, options: EnqueueOptions = {}): Promise<{ jobId: string; superseded: string[] }> {
+    const parsed = jobDataSchema.safeParse(data);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ValidationError(issue?.path.join(".") || "data", issue?.message ?? "invalid job data");
+    }
+    const job = parsed.data;
+    const jobId = options.jobId ?? randomUUID();
+    if (!JOB_ID_PATTERN.test(jobId) || /^\d+$/.test(jobId)) throw new ValidationError("jobId", "must match [A-Za-z0-9_.-]{1,128} and not be a number");
+    let stack: string | undefined;
+    try {
+      stack = options.stack ?? stackFor(job);
+    } catch {
+      throw new ValidationError("repo.name", "has no characters usable in a stack name");
+    }
+
+    try {
+      if (stack) await this.#bounded(this.lanes.register(stack, jobId, { kind: job.kind }));
+      try {
+        await this.#bounded(this.queue.add(job.kind, job, { ...JOB_OPTIONS, jobId, ...(options.delayMs ? { delay: options.delayMs } : {}) }));
+      } catch (err) {
+        if (stack) await this.#bounded(this.lanes.unregister(stack, jobId)).catch(() => undefined);
+        throw err;
+      }
+    } catch (err) {
+      throw new TransientError("the queue cannot take the job now", { cause: err });
+    }
+
+    let superseded: string[] = [];
+    if (stack && (job.kind === "preview.up" || job.kind === "preview.destroy")) {
+      // Only the latest head runs; a destroy makes waiting builds pointless too.
+      // Best effort: if this fails, the older jobs simply run first; order is still right.
+      superseded = await this.#bounded(this.lanes.supersedeOlder(stack, jobId, "preview.up")).catch(() => []);
+    }
+    return { jobId, superseded };
+  }
+
+  /** The API's view of a job, or null when no such job exists (or its record expired). */
+  async getJobView(id: string): Promise<JobView | null> {
+    if (!JOB_ID_PATTERN.test(id)) return null;
+    // State first, then the record: the record is then at least as new as the state (a job seen as
+    // running always has its start time, a succeeded one its result).
+    const bullState = await this.queue.getJobState(id);
+    if (bullState === "unknown") return null;
+    const job = await Job.fromId<Record<string, unknown>, unknown>(this.queue, id);
+    if (!job) return null;
+    const [meta, logs] = await Promise.all([this.lanes.meta(id), this.queue.getJobLogs(id, 0, 499, true)]);
+
+    let state: JobState;
+    if (meta.supersededBy) state = "superseded";
+    // A job stopped while running shows cancelled once BullMQ has recorded the end (and the error).
+    else if (meta.cancelled && bullState !== "active") state = "cancelled";
+    else if (bullState === "active") state = "running";
+    else if (bullState === "completed") state = "succeeded";
+    else if (bullState === "failed") state = "failed";
+    else state = "waiting";
+
+    const data = job.data ?? {};
+    const parsedTrigger = triggerSchema.safeParse(data.trigger);
+    let trigger: JobView["trigger"] = parsedTrigger.success ? parsedTrigger.data : null;
+    const repo = data.repo as { owner?: string; name?: string } | undefined;
+    if (trigger && repo && typeof data.pr === "number") {
+      trigger = { ...trigger, pr: { repo: `${repo.owner}/${repo.name}`, number: data.pr } };
+    }
+    const scrub = <T>(v: T): T => (this.#scrubber ? this.#scrubber.scrubValue(v) : v);
+    const iso = (ms: number | undefined | null) => (typeof ms === "number" && ms > 0 ? new Date(ms).toISOString() : null);
+
+    let stack: string | null = meta.stack ?? null;
+    if (!stack) {
+      const p = jobDataSchema.safeParse(data);
+      stack = p.success ? (stackFor(p.data) ?? null) : null;
+    }
+    const view: JobView = {
+      id,
+      kind: job.name,
+      stack,
+      state,
+      ...(meta.supersededBy ? { supersededBy: meta.supersededBy } : {}),
+      progress: scrub(logs.logs),
+      ...(bullState === "completed" && job.returnvalue !== undefined && job.returnvalue !== null ? { result: scrub(job.returnvalue) } : {}),
+      ...(bullState === "failed" || (job.failedReason && state !== "succeeded") ? { error: scrub(job.failedReason) } : {}),
+      trigger,
+      data: scrub(data),
+      attempts: job.attemptsMade,
+      createdAt: iso(job.timestamp),
+      startedAt: iso(job.processedOn),
+      finishedAt: iso(job.finishedOn),
+    };
+    if (view.error === undefined) delete view.error;
+    return view;
+  }
+
+  /** Cancels a job that has not started yet; false when it is running or finished (it is not interrupted). */
+  async cancelWaiting(id: string): Promise<boolean> {
+    if (!JOB_ID_PATTERN.test(id)) return false;
+    const job = await Job.fromId(this.queue, id);
+    if (!job) return false;
+    const bullState = await job.getState();
+    if (!["waiting", "delayed", "prioritized", "waiting-children"].includes(bullState)) return false;
+    const meta = await this.lanes.meta(id);
+    // A job outside any lane (a refusal comment) has an empty lane of its own; the record stays readable.
+    return this.lanes.cancel(meta.stack ?? `none:${id}`, id);
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+
+  #bounded<T>(p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TransientError(`Redis did not answer within ${this.#addTimeoutMs} ms`)), this.#addTimeoutMs);
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  }
+}

@@ -1,0 +1,140 @@
+// The worker role: connections, the Pulumi runner, the job handlers and the BullMQ worker,
+// assembled from configuration. main.ts starts it; tests and the demo start it the same way.
+import type { Job } from "bullmq";
+import type { FastifyInstance } from "fastify";
+import type { Config } from "../core/config.ts";
+import type { EngineLocation } from "../core/engine.ts";
+import type { JobData } from "../core/jobs.ts";
+import type { Logger, SecretScrubber } from "../core/logger.ts";
+import type { Metrics } from "../core/metrics.ts";
+import { workerConnection } from "../core/redis.ts";
+import { TenantIndex } from "../webhooks/tenant-index.ts";
+import type { RepoRef } from "../core/jobs.ts";
+import { createFeedback } from "./github/feedback-factory.ts";
+import type { Feedback } from "./github/feedback.ts";
+import { createGitOpsWriter } from "./gitops/writer-factory.ts";
+import { PreviewRegistry } from "./preview-registry.ts";
+import { reapIdlePreviews } from "./preview-reaper.ts";
+import { driftWindowMs, enqueueDueDriftChecks } from "./drift-scheduler.ts";
+import type { GitOpsWriter } from "./gitops/writer.ts";
+import { createHandlers } from "./handlers/index.ts";
+import { createJobWorker, type JobWorker } from "./job-worker.ts";
+import { CleanupScheduler } from "./cleanup-scheduler.ts";
+import { observedRunner } from "./observed-runner.ts";
+import { DeadLetters } from "./dead-letters.ts";
+import { cancelKey } from "./job-control.ts";
+import { JobQueue, stackFor } from "./queue.ts";
+import { createRunner, policyPacksFor } from "./runner-factory.ts";
+import { StackLanes } from "./stack-lanes.ts";
+
+export interface WorkerRoleDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly scrubber: SecretScrubber;
+  readonly engine: EngineLocation;
+  /** Defaults to the writer GITOPS_REPO names. */
+  readonly writer?: GitOpsWriter;
+  /** Defaults to GitHub with the configured credentials, or the log without them. */
+  readonly feedbackFor?: (repo: RepoRef) => Promise<Feedback>;
+  readonly schedulerIntervalMs?: number;
+}
+
+export interface WorkerRole {
+  readonly jobWorker: JobWorker;
+  /** Routes that belong to the worker side (dashboard, cancel) when API and worker share a process. */
+  registerRoutes(app: FastifyInstance): Promise<void>;
+  close(graceMs: number): Promise<void>;
+}
+
+const MINUTE = 60_000;
+
+/** Per-kind time limits: a Pulumi `up` may take long, a comment should not. */
+export function defaultTimeoutMs(kind: JobData["kind"]): number {
+  switch (kind) {
+    case "comment.refusal":
+      return 2 * MINUTE;
+    case "release.rollout":
+      return 120 * MINUTE;
+    case "tenant.move":
+      return 60 * MINUTE;
+    default:
+      return 30 * MINUTE;
+  }
+}
+
+export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole> {
+  const { config, logger } = deps;
+  const connection = workerConnection(config.redisUrl);
+  const commands = workerConnection(config.redisUrl);
+  const lanes = new StackLanes(commands, config.queuePrefix);
+  const runner = observedRunner(createRunner(config, deps.engine), deps.metrics);
+  const writer = deps.writer ?? (await createGitOpsWriter(config, { logger }));
+  const previews = new PreviewRegistry(commands, config.queuePrefix);
+  const scrub = (text: string): string => deps.scrubber.scrub(text);
+  const onResponse = (status: number, remaining: number | undefined): void => {
+    deps.metrics.githubCalls.inc({ status: String(status) });
+    if (remaining !== undefined) deps.metrics.githubRateRemaining.set(remaining);
+  };
+  const feedbackFor = deps.feedbackFor ?? ((repo: RepoRef) => createFeedback(config, { logger, scrub, repo, clientOptions: { onResponse } }));
+  const tenants = new TenantIndex(commands, config.queuePrefix);
+  const cleanups = new CleanupScheduler(commands, config.queuePrefix);
+  const scheduleQueue = new JobQueue({ connection: commands, prefix: config.queuePrefix, scrubber: deps.scrubber });
+  const handlers = createHandlers({
+    cleanups,
+    previews,
+    feedbackFor,
+    scrubber: deps.scrubber,
+    config,
+    logger,
+    runner,
+    policyPacks: policyPacksFor(config),
+    redis: commands,
+    writer,
+    tenants,
+    metrics: deps.metrics,
+  });
+  const jobWorker = createJobWorker({
+    connection,
+    prefix: config.queuePrefix,
+    concurrency: config.concurrency,
+    lanes,
+    handlers,
+    logger,
+    metrics: deps.metrics,
+    scrubber: deps.scrubber,
+    stackOf: (job: Job) => stackFor(job.data as JobData),
+    timeoutMs: (kind) => config.timeouts[kind] ?? defaultTimeoutMs(kind),
+    lockDurationMs: config.jobLockMs,
+    stalledIntervalMs: config.stalledIntervalMs,
+    // A lane lease outlives a dead worker by at most the job lock, so its stack is not blocked for long.
+    laneLeaseMs: config.jobLockMs,
+    cancelRequested: async (jobId) => (await commands.get(cancelKey(config.queuePrefix, jobId))) === "1",
+    deadLetters: new DeadLetters(commands, config.queuePrefix),
+  });
+  // Deferred work (rollback windows that ended) is enqueued by whichever worker sees it first.
+  const tickMs = deps.schedulerIntervalMs ?? config.schedulerIntervalMs;
+  const drift = { intervalMs: config.driftIntervalMs, repair: config.driftRepair, windowMs: driftWindowMs(config.driftIntervalMs, tickMs) };
+  const tick = async (): Promise<void> => {
+    await cleanups.enqueueDue(scheduleQueue, logger);
+    await reapIdlePreviews(previews, scheduleQueue, config.previewTtlMs, logger);
+    if (drift.intervalMs > 0) await enqueueDueDriftChecks(tenants, scheduleQueue, drift, logger);
+  };
+  const scheduler = setInterval(() => {
+    tick().catch((err: unknown) => logger.warn({ err }, "scheduled work could not be enqueued"));
+  }, tickMs);
+  logger.info({ concurrency: config.concurrency, target: config.target }, "worker started");
+  return {
+    jobWorker,
+    async registerRoutes(): Promise<void> {
+      // The queue dashboard and job cancel routes are added here (operations issue).
+    },
+    async close(graceMs: number): Promise<void> {
+      clearInterval(scheduler);
+      await jobWorker.close(graceMs);
+      await scheduleQueue.close();
+      connection.disconnect();
+      commands.disconnect();
+    },
+  };
+}
