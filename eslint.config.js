@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export const config = tseslint.config(
-  { ignores: ["node_modules/**", ".engine/**", ".stackrail/**", "coverage/**"] },
+  { ignores: ["node_modules/**", ".engine/**", ".build/**", ".stackrail/**", "coverage/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
