@@ -75,6 +75,7 @@ describe("PR preview environments", () => {
     expect(job.state, String(job.error)).toBe("succeeded");
     expect(await dbExists()).toBe(true);
     expect(h.gitShow(`previews/${repoName}-pr-${pr}/application.yaml`)).toContain(sha(1));
+    expect(h.gitShow("regions/eu-west-1/previews.yaml")).toContain("path: previews");
 
     const comments = gh.comments("acme", repoName, pr);
     expect(comments).toHaveLength(1);

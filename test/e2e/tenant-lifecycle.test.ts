@@ -45,6 +45,9 @@ describe("tenant lifecycle", () => {
     expect(log[0]).toContain(`provision tenant-${id}`);
     for (const f of ["tenant.yaml", "application.yaml", "appproject.yaml"]) expect(h.gitShow(`tenants/${id}/${f}`)).not.toBeNull();
     expect(h.gitShow(`tenants/${id}/application.yaml`)).toContain("targetRevision: 1.0.0");
+    // The region's first tenant brings the regional Argo CD objects in the same commit.
+    expect(h.gitShow("regions/eu-west-1/tenants.yaml")).toMatch(/kind: ApplicationSet[\s\S]*repoURL: file:\/\//);
+    expect(h.gitShow("regions/eu-west-1/appproject.yaml")).toContain("kind: AppProject");
 
     const tenant = await h.request("GET", `/v1/tenants/${id}`);
     expect(tenant.status).toBe(200);

@@ -8,13 +8,15 @@ import { StackrailError, TransientError, ValidationError } from "../../core/erro
 import type { Logger } from "../../core/logger.ts";
 import type { GitHubClient } from "../github/octokit.ts";
 import { defaultCrdValidator, type CrdValidator } from "./crd-validator.ts";
-import { COMMIT_AUTHOR, checkChange, raceBackoff, sleep, type GitOpsChange, type GitOpsCommitResult, type GitOpsWriter } from "./writer.ts";
+import { COMMIT_AUTHOR, checkChange, raceBackoff, sleep, type GitOpsChange, type GitOpsCommitResult, type GitOpsSource, type GitOpsWriter } from "./writer.ts";
 
 export interface GitHubWriterOptions {
   client: GitHubClient;
   owner: string;
   repo: string;
   branch?: string;
+  /** The web address of the GitHub server (GitHub Enterprise Server); Argo CD clones from it. */
+  webUrl?: string;
   /** `push` commits to the branch; `pull-request` opens or updates a PR against it. */
   mode?: "push" | "pull-request";
   maxTries?: number;
@@ -56,6 +58,11 @@ export class GitHubWriter implements GitOpsWriter {
 
   constructor(options: GitHubWriterOptions) {
     this.#o = { branch: "main", mode: "push", maxTries: 8, ...options };
+  }
+
+  get source(): GitOpsSource {
+    const web = (this.#o.webUrl ?? "https://github.com").replace(/\/+$/, "");
+    return { repoURL: `${web}/${this.#o.owner}/${this.#o.repo}.git`, revision: this.#o.branch };
   }
 
   get #gh(): GitHubClient["rest"]["git"] {

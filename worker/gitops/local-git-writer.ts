@@ -8,11 +8,12 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { TransientError, ValidationError } from "../../core/errors.ts";
 import type { Logger } from "../../core/logger.ts";
 import { defaultCrdValidator, type CrdValidator } from "./crd-validator.ts";
 import { EMPTY_TREE, GitCommandError, git, runGit } from "./git.ts";
-import { COMMIT_AUTHOR, checkChange, raceBackoff, sleep, type GitOpsChange, type GitOpsCommitResult, type GitOpsWriter } from "./writer.ts";
+import { COMMIT_AUTHOR, checkChange, raceBackoff, sleep, type GitOpsChange, type GitOpsCommitResult, type GitOpsSource, type GitOpsWriter } from "./writer.ts";
 
 const ZERO = "0000000000000000000000000000000000000000";
 
@@ -87,6 +88,11 @@ export class LocalGitWriter implements GitOpsWriter {
     this.#logger = options.logger;
     this.#maxTries = options.maxTries ?? 12;
     this.#scrub = options.scrub;
+  }
+
+  get source(): GitOpsSource {
+    const repo = this.#remote ?? this.#gitDir;
+    return { repoURL: isRemote(repo) ? repo : pathToFileURL(repo).href, revision: this.#branch };
   }
 
   /** The bare repository commits are built in (the repository itself, or the clone of a remote). */

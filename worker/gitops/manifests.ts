@@ -283,7 +283,7 @@ export function previewDeletion(repoName: string, pr: number): Record<string, nu
 export function renderRegionFiles(spec: RegionSpec, settings: GitOpsSettings): Record<string, string> {
   checkSettings(settings);
   if (!settings.gitopsRepoUrl) fail("gitopsRepoUrl", "is required for the regional objects");
-  const gitopsRepoUrl = plainOf("gitopsRepoUrl", settings.gitopsRepoUrl, /^(https:\/\/|ssh:\/\/|git@|file:\/\/)[A-Za-z0-9_.@:/~-]{3,300}$/);
+  const gitopsRepoUrl = plainOf("gitopsRepoUrl", settings.gitopsRepoUrl, /^(https?:\/\/|ssh:\/\/|git@|file:\/\/)[A-Za-z0-9_.@:/~%-]{3,300}$/);
   const branch = plainOf("gitopsBranch", settings.gitopsBranch ?? "main", /^[A-Za-z0-9_./-]{1,100}$/);
   const region = spec.region;
   const rootProject = `stackrail-${region}`;

@@ -25,6 +25,12 @@ export function parseGitHubTarget(gitopsRepo: string): GitHubRepoTarget | null {
   return { owner: m[1] ?? "", repo: m[2] ?? "", branch: m[3] ?? "main" };
 }
 
+/** The web address of the GitHub server behind an API URL (`https://HOST/api/v3` on GitHub Enterprise Server). */
+export function githubWebUrl(apiUrl: string | undefined): string {
+  if (apiUrl === undefined || /^https:\/\/api\.github\.com\/?$/.test(apiUrl)) return "https://github.com";
+  return apiUrl.replace(/\/+$/, "").replace(/\/api\/v3$/, "");
+}
+
 export interface GitOpsWriterDeps {
   logger?: Logger;
   validator?: CrdValidator;
@@ -60,6 +66,7 @@ export async function createGitOpsWriter(config: Pick<Config, "gitopsRepo" | "da
     owner: target.owner,
     repo: target.repo,
     branch: target.branch,
+    webUrl: githubWebUrl(config.githubApiUrl),
     mode: deps.mode ?? "push",
     ...(deps.logger ? { logger: deps.logger } : {}),
     ...(deps.validator ? { validator: deps.validator } : {}),

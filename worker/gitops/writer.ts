@@ -24,7 +24,14 @@ export interface GitOpsCommitResult {
   pullRequest?: { number: number; url: string };
 }
 
+/** Where Argo CD reads the repository from (the regional ApplicationSet points at it). */
+export interface GitOpsSource {
+  readonly repoURL: string;
+  readonly revision: string;
+}
+
 export interface GitOpsWriter {
+  readonly source: GitOpsSource;
   commit(change: GitOpsChange): Promise<GitOpsCommitResult>;
   readFile(path: string): Promise<string | null>;
   listFiles(prefix: string): Promise<string[]>;

@@ -16,7 +16,7 @@ import type { OperationSummary } from "../pulumi-protocol.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
 import type { RepoRef } from "../../core/jobs.ts";
 import { PROJECT_NAME } from "./stack-operation.ts";
-import { gitopsSettings, infraFromOutputs, publicOutputs } from "./tenant-support.ts";
+import { gitopsSettings, infraFromOutputs, publicOutputs, regionFiles } from "./tenant-support.ts";
 
 export interface PreviewDeps {
   readonly config: Config;
@@ -80,11 +80,10 @@ export function previewUpHandler(deps: PreviewDeps): JobHandler<"preview.up"> {
     try {
       const expiresAt = new Date(now + deps.config.previewTtlMs).toISOString();
       const summary = await runPreviewStack(deps, ctx, "up", { repo: repo.name, pr, headSha, expiresAt, region: deps.config.previewRegion }, stack);
-      const files = renderPreviewFiles(
-        { repoName: repo.name, pr, headSha, region: deps.config.previewRegion },
-        infraFromOutputs(summary.outputs, stack),
-        gitopsSettings(deps.config),
-      );
+      const files = {
+        ...(await regionFiles(deps.config, deps.writer, deps.config.previewRegion, true)),
+        ...renderPreviewFiles({ repoName: repo.name, pr, headSha, region: deps.config.previewRegion }, infraFromOutputs(summary.outputs, stack), gitopsSettings(deps.config)),
+      };
       const commit = await deps.writer.commit({
         jobId: ctx.jobId,
         message: commitMessage({ jobId: ctx.jobId, kind: "preview", subject: `${repoSlug(repo.name)}-pr-${pr}`, trigger, summary: `at ${headSha.slice(0, 12)}` }),

@@ -1,5 +1,6 @@
-// tenant.provision: the tenant's stack up, then one GitOps commit with its three files, then the
-// tenant index records the non-secret outputs so the API shows them.
+// tenant.provision: the tenant's stack up, then one GitOps commit with its three files (and the
+// region's Argo CD objects when it is the region's first tenant), then the tenant index records
+// the non-secret outputs so the API shows them.
 import { fateOf } from "../../core/errors.ts";
 import type { TenantIndex } from "../../webhooks/tenant-index.ts";
 import { renderTenantFiles } from "../gitops/manifests.ts";
@@ -7,7 +8,7 @@ import type { GitOpsWriter } from "../gitops/writer.ts";
 import type { JobHandler } from "../job-worker.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
 import type { Config } from "../../core/config.ts";
-import { gitopsSettings, infraFromOutputs, publicOutputs, runTenantStack, tenantCommitMessage } from "./tenant-support.ts";
+import { gitopsSettings, infraFromOutputs, publicOutputs, regionFiles, runTenantStack, tenantCommitMessage } from "./tenant-support.ts";
 
 export interface TenantHandlerDeps {
   readonly config: Config;
@@ -24,7 +25,10 @@ export function tenantProvisionHandler(deps: TenantHandlerDeps): JobHandler<"ten
       await ctx.progress(`stack up tenant-${tenantId} (${tier}, ${region})`);
       const summary = await runTenantStack(deps.runner, ctx, "up", { tenantId, tier, region, version }, deps.policyPacks);
       const infra = infraFromOutputs(summary.outputs, `tenant-${tenantId}`);
-      const files = renderTenantFiles({ id: tenantId, region, tier, version }, infra, gitopsSettings(deps.config));
+      const files = {
+        ...(await regionFiles(deps.config, deps.writer, region, false)),
+        ...renderTenantFiles({ id: tenantId, region, tier, version }, infra, gitopsSettings(deps.config)),
+      };
       await ctx.progress(`committing ${Object.keys(files).length} manifests`);
       const commit = await deps.writer.commit({
         jobId: ctx.jobId,

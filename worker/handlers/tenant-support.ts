@@ -5,8 +5,8 @@ import type { Region, TenantId, Tier } from "../../core/ids.ts";
 import type { Trigger } from "../../core/jobs.ts";
 import { SECRET_FIELD_NAME } from "../../core/logger.ts";
 import { SECRET_PLACEHOLDER } from "../pulumi-protocol.ts";
-import type { GitOpsSettings, InfraOutputs } from "../gitops/manifests.ts";
-import { commitMessage } from "../gitops/writer.ts";
+import { renderRegionFiles, type GitOpsSettings, type InfraOutputs } from "../gitops/manifests.ts";
+import { commitMessage, type GitOpsWriter } from "../gitops/writer.ts";
 import type { StepContext } from "../job-worker.ts";
 import type { OperationSummary, StackOperation } from "../pulumi-protocol.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
@@ -19,6 +19,23 @@ export function gitopsSettings(config: Config): GitOpsSettings {
     argocdNamespace: config.argocdNamespace,
     destinationServer: config.argocdDestination,
   };
+}
+
+/**
+ * The regional Argo CD objects of a region that are missing or out of date in the repository,
+ * pointing at the repository the writer commits to. Jobs that put something in a region commit
+ * them with their own files, so the region's first tenant or preview creates them. Files already
+ * up to date are left out: validating the ApplicationSet loads its large validator.
+ */
+export async function regionFiles(
+  config: Config,
+  writer: Pick<GitOpsWriter, "source" | "readFile">,
+  region: Region,
+  previews: boolean,
+): Promise<Record<string, string>> {
+  const files = renderRegionFiles({ region, previews }, { ...gitopsSettings(config), gitopsRepoUrl: writer.source.repoURL, gitopsBranch: writer.source.revision });
+  const stale = await Promise.all(Object.entries(files).map(async ([file, text]) => ((await writer.readFile(file)) === text ? [] : [[file, text] as const])));
+  return Object.fromEntries(stale.flat());
 }
 
 const str = (v: unknown, fallback = ""): string => (typeof v === "string" ? v : fallback);
