@@ -4,10 +4,11 @@ import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { PROJECT_ROOT } from "../../core/engine.ts";
 import { ManifestInvalidError } from "../../core/errors.ts";
-import { structural } from "./crd-schemas.ts";
+import { Ajv } from "ajv";
+import { loadSchemas, shareRepeated, structural } from "./crd-schemas.ts";
 import { CRD_DIR, CrdValidator, defaultCrdValidator } from "./crd-validator.ts";
 import { renderPreviewFiles, renderRegionFiles, renderTenantFiles } from "./manifests.ts";
-import { buildPrecompiled, currentFingerprint, loadPrecompiled } from "./precompiled-validators.ts";
+import { AJV_OPTIONS, buildPrecompiled, currentFingerprint, loadPrecompiled } from "./precompiled-validators.ts";
 import { INFRA, SETTINGS, TENANT } from "./fixtures.test-support.ts";
 
 // Inside the project: the generated code requires ajv's runtime helpers from node_modules.
@@ -47,6 +48,14 @@ function cases(): { name: string; object: unknown }[] {
   const helmValues = app();
   spec(helmValues).source = { repoURL: "https://x/y.git", helm: { valuesObject: { anything: { goes: [1, "two"] } } } };
   broken.push({ name: "preserve-unknown-fields", object: helmValues });
+  // Deep inside the ApplicationSet, where the Application template is a shared sub-schema.
+  const appSet = (): Obj => parse(files["regions/eu-west-1/tenants.yaml"]!) as Obj;
+  const templateTypo = appSet();
+  ((spec(templateTypo).template as Obj).spec as Obj).source = { repoURL: "https://x/y.git", helm: { valueFilez: ["a.yaml"] } };
+  broken.push({ name: "applicationset template typo", object: templateTypo });
+  const generatorType = appSet();
+  ((spec(generatorType).generators as Obj[])[0]!.git as Obj).files = [{ path: 7 }];
+  broken.push({ name: "applicationset generator type", object: generatorType });
   broken.push({ name: "unknown kind", object: { apiVersion: "v1", kind: "Secret", metadata: { name: "x" } } });
   return [...valid, ...broken];
 }
@@ -89,6 +98,8 @@ describe("precompiled manifest validators", () => {
     expect(byName['int64 "5"']).not.toBe("ok");
     expect(byName["preserve-unknown-fields"]).toBe("ok");
     expect(byName["unknown kind"]).toMatch(/no schema for this kind/);
+    expect(byName["applicationset template typo"]).toMatch(/\/spec\/template\/spec\/source\/helm: unknown field "valueFilez"/);
+    expect(byName["applicationset generator type"]).toMatch(/\/spec\/generators\/0\/git\/files\/0\/path: must be string/);
   });
 
   it("are rebuilt for changed CRDs and never used for other schemas than they were built from", async () => {
@@ -116,6 +127,39 @@ describe("precompiled manifest validators", () => {
     expect(readdirSync(root)).toEqual([second.fingerprint]);
     expect(verdict(new CrdValidator({ crdDir: crds, precompiledDir: root }), noProject)).toBe("ok");
     expect(existsSync(path.join(root, second.fingerprint, "index.json"))).toBe(true);
+  });
+});
+
+describe("shared sub-schemas", () => {
+  it("find the same errors at the same places as the schemas written out in full", () => {
+    const shared = loadSchemas();
+    const full = loadSchemas(CRD_DIR, { share: false });
+    expect(JSON.stringify(shared.get("argoproj.io/v1alpha1 ApplicationSet")).length).toBeLessThan(JSON.stringify(full.get("argoproj.io/v1alpha1 ApplicationSet")).length / 4);
+    const ajv = new Ajv(AJV_OPTIONS);
+    const errorsOf = (schema: object, object: unknown) => {
+      const validate = ajv.compile(schema);
+      return validate(object) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.keyword} ${e.message ?? ""}`).sort();
+    };
+    let refused = 0;
+    for (const { name, object } of cases()) {
+      const o = object as Obj;
+      const key = `${String(o.apiVersion)} ${String(o.kind)}`;
+      const [s, f] = [shared.get(key), full.get(key)];
+      if (!s || !f) continue;
+      const errors = errorsOf(s, object);
+      expect(errors, name).toEqual(errorsOf(f, object));
+      if (errors.length > 0) refused += 1;
+    }
+    expect(refused).toBeGreaterThanOrEqual(7);
+  });
+
+  it("writes a repeated sub-schema once and refers to it", () => {
+    const big = { type: "object", properties: Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`field${i}`, { type: "string" }])) };
+    const out = shareRepeated({ type: "object", properties: { a: big, b: { type: "array", items: big }, c: { type: "string" } } });
+    const defs = out.$defs as Record<string, unknown>;
+    expect(Object.values(defs)).toEqual([big]);
+    const ref = { $ref: `#/$defs/${Object.keys(defs)[0] ?? ""}` };
+    expect(out.properties).toEqual({ a: ref, b: { type: "array", items: ref }, c: { type: "string" } });
   });
 });
 
