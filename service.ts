@@ -55,7 +55,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
   const scrubber = new SecretScrubber();
   scrubber.add(...secretValues(config));
   const logger =
-    options.logger ?? createLogger({ level: config.logLevel, scrubber, base: { role }, ...(options.logDestination ? { destination: options.logDestination } : {}) });
+    options.logger ??
+    createLogger({ level: config.logLevel, scrubber, base: { role }, ...(options.logDestination ? { destination: options.logDestination } : {}) });
   const metrics = createMetrics();
   const engine = options.engine ?? engineLocation();
   const closers: ((graceMs: number) => Promise<void>)[] = [];

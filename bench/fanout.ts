@@ -96,7 +96,9 @@ export async function benchFanout(): Promise<Row[]> {
           concurrentMs: round(ms, 0),
           // Cores busy on average: a sequential run that already keeps most cores busy cannot be sped up by concurrency.
           sequentialCpu: seqCpu,
-          concurrentCpu: cpu, cleanup: process.env.BENCH_FANOUT_CLEANUP ?? "drop" },
+          concurrentCpu: cpu,
+          cleanup: process.env.BENCH_FANOUT_CLEANUP ?? "drop",
+        },
       });
     }
     return rows;

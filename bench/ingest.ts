@@ -78,7 +78,13 @@ export async function benchIngest(): Promise<Row[]> {
 
   // Ours: the production edge (API role), logging at `logLevel` (production default: info) to /dev/null.
   const config = loadConfig({
-    ...localServiceEnv({ dataDir: `/tmp/${prefix}`, prefix, apiToken: randomBytes(24).toString("hex"), passphrase: randomBytes(16).toString("hex"), tokenName: "bench" }),
+    ...localServiceEnv({
+      dataDir: `/tmp/${prefix}`,
+      prefix,
+      apiToken: randomBytes(24).toString("hex"),
+      passphrase: randomBytes(16).toString("hex"),
+      tokenName: "bench",
+    }),
     GITHUB_WEBHOOK_SECRET: secret,
     LOG_LEVEL: logLevel,
   });
@@ -90,7 +96,10 @@ export async function benchIngest(): Promise<Row[]> {
   // Baseline: @octokit/webhooks' own Node middleware, every event verified and emitted to a no-op handler.
   const webhooks = new Webhooks({ secret });
   webhooks.onAny(() => undefined);
-  const middleware = createNodeMiddleware(webhooks, { path: "/webhooks/github", log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } });
+  const middleware = createNodeMiddleware(webhooks, {
+    path: "/webhooks/github",
+    log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+  });
   const plain = http.createServer((req, res) => void middleware(req, res));
   await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", resolve));
   const plainUrl = `http://127.0.0.1:${(plain.address() as AddressInfo).port}/webhooks/github`;
@@ -107,7 +116,16 @@ export async function benchIngest(): Promise<Row[]> {
     }
     for (let r = 0; r < rounds; r++) {
       // Alternate the order so drift in machine load hits both sides alike.
-      const order: [string, Side][] = r % 2 === 0 ? [["baseline", base], ["ours", ours]] : [["ours", ours], ["baseline", base]];
+      const order: [string, Side][] =
+        r % 2 === 0
+          ? [
+              ["baseline", base],
+              ["ours", ours],
+            ]
+          : [
+              ["ours", ours],
+              ["baseline", base],
+            ];
       for (const [name, side] of order) {
         say(`ingest: round ${r + 1}/${rounds} ${name}: ${total} deliveries at concurrency ${concurrency}`);
         side.results.push(await runLoad({ url: name === "ours" ? oursUrl : plainUrl, templates: tpl, total, concurrency }));

@@ -55,7 +55,8 @@ export default localTenantProgram(${JSON.stringify(args)}, ${JSON.stringify(ctx)
   };
   return {
     kind: "cli",
-    describe: "bare CLI: pulumi up --yes --skip-preview on a Pulumi.yaml project running the same tenant program (project's pulumi-language-nodejs host), same stack and backend",
+    describe:
+      "bare CLI: pulumi up --yes --skip-preview on a Pulumi.yaml project running the same tenant program (project's pulumi-language-nodejs host), same stack and backend",
     async up() {
       const t0 = performance.now();
       let out: { stdout: string; stderr: string };

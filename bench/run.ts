@@ -84,7 +84,9 @@ async function main(): Promise<number> {
   for (const [name, c] of Object.entries(cpu)) {
     process.stdout.write(`  ${name}: ${c.wallS} s, on average ${c.oursCores} cores busy with the benchmark and ${c.othersCores} with other processes\n`);
   }
-  process.stdout.write(`\n${selected.length} benchmark(s) in ${totalS} s on ${machine.nproc} CPUs (${machine.cpuModel}), load average at start ${machine.loadAverage.join(" ")}\n`);
+  process.stdout.write(
+    `\n${selected.length} benchmark(s) in ${totalS} s on ${machine.nproc} CPUs (${machine.cpuModel}), load average at start ${machine.loadAverage.join(" ")}\n`,
+  );
 
   const outDir = path.join(import.meta.dirname, "results");
   mkdirSync(outDir, { recursive: true });

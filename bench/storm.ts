@@ -60,7 +60,8 @@ export async function benchStorm(): Promise<Row[]> {
       jobIds.push(...((res.body as { jobs: string[] }).jobs ?? []));
     }
     const deliveredInMs = performance.now() - t0;
-    if (lastSentMs > 10_000) say(`storm: the last delivery left ${Math.round(lastSentMs)} ms after the first (deliveries are sent one after another and this machine is slow)`);
+    if (lastSentMs > 10_000)
+      say(`storm: the last delivery left ${Math.round(lastSentMs)} ms after the first (deliveries are sent one after another and this machine is slow)`);
     const states: Record<string, number> = {};
     let lastState = "missing";
     for (const [i, id] of jobIds.entries()) {
@@ -90,7 +91,17 @@ export async function benchStorm(): Promise<Row[]> {
         goal: "≤ 2 runs, last SHA wins",
         met: runs <= 2 && finalIsLast,
         baselineIs: "one preview up per synchronize delivery (no coalescing)",
-        details: { events, windowMs, lastSentAtMs: Math.round(lastSentMs), deliveredInMs: Math.round(deliveredInMs), settledInMs: Math.round(totalMs), states, lastJobState: lastState, finalManifestHasLastSha: finalIsLast, lastSha },
+        details: {
+          events,
+          windowMs,
+          lastSentAtMs: Math.round(lastSentMs),
+          deliveredInMs: Math.round(deliveredInMs),
+          settledInMs: Math.round(totalMs),
+          states,
+          lastJobState: lastState,
+          finalManifestHasLastSha: finalIsLast,
+          lastSha,
+        },
       },
     ];
   } finally {

@@ -108,13 +108,16 @@ function field<T>(variable: string, schema: z.ZodType<T>, raw: string | undefine
 }
 
 const urlWith = (protocols: string[]) =>
-  z.string().refine((v) => {
-    try {
-      return protocols.includes(new URL(v).protocol);
-    } catch {
-      return false;
-    }
-  }, `must be a URL with scheme ${protocols.join(" or ")}`);
+  z.string().refine(
+    (v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    `must be a URL with scheme ${protocols.join(" or ")}`,
+  );
 
 const intIn = (min: number, max: number) =>
   z.coerce.number().int(`must be a whole number`).min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
@@ -157,7 +160,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     port,
     host: field("HOST", z.string().min(1), env.HOST ?? "0.0.0.0"),
     redisUrl,
-    queuePrefix: field("STACKRAIL_QUEUE_PREFIX", z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, "must match [A-Za-z0-9:_-]{1,64}"), env.STACKRAIL_QUEUE_PREFIX ?? "stackrail"),
+    queuePrefix: field(
+      "STACKRAIL_QUEUE_PREFIX",
+      z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, "must match [A-Za-z0-9:_-]{1,64}"),
+      env.STACKRAIL_QUEUE_PREFIX ?? "stackrail",
+    ),
     webhookSecrets: listOf(env.GITHUB_WEBHOOK_SECRET),
     apiTokens: parseTokens(env.STACKRAIL_API_TOKENS),
     dataDir,
@@ -173,10 +180,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     shutdownGraceMs: field("STACKRAIL_SHUTDOWN_GRACE_MS", intIn(0, 3_600_000), env.STACKRAIL_SHUTDOWN_GRACE_MS ?? "30000"),
     logLevel: field("LOG_LEVEL", z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), env.LOG_LEVEL ?? "info"),
     deployPaths: listOf(env.STACKRAIL_DEPLOY_PATHS ?? "src/**,app/**,Dockerfile,package.json,charts/**"),
-    appRepoUrl: field("STACKRAIL_APP_REPO_URL", urlWith(["https:", "http:", "ssh:", "file:"]), env.STACKRAIL_APP_REPO_URL ?? "https://github.com/example/app.git"),
-    appChartPath: field("STACKRAIL_APP_CHART_PATH", z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/, "must be a relative path"), env.STACKRAIL_APP_CHART_PATH ?? "charts/app"),
+    appRepoUrl: field(
+      "STACKRAIL_APP_REPO_URL",
+      urlWith(["https:", "http:", "ssh:", "file:"]),
+      env.STACKRAIL_APP_REPO_URL ?? "https://github.com/example/app.git",
+    ),
+    appChartPath: field(
+      "STACKRAIL_APP_CHART_PATH",
+      z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/, "must be a relative path"),
+      env.STACKRAIL_APP_CHART_PATH ?? "charts/app",
+    ),
     argocdDestination: field("STACKRAIL_ARGOCD_DESTINATION", urlWith(["https:"]), env.STACKRAIL_ARGOCD_DESTINATION ?? "https://kubernetes.default.svc"),
-    argocdNamespace: field("STACKRAIL_ARGOCD_NAMESPACE", z.string().regex(/^[a-z0-9-]{1,63}$/, "must be a namespace name"), env.STACKRAIL_ARGOCD_NAMESPACE ?? "argocd"),
+    argocdNamespace: field(
+      "STACKRAIL_ARGOCD_NAMESPACE",
+      z.string().regex(/^[a-z0-9-]{1,63}$/, "must be a namespace name"),
+      env.STACKRAIL_ARGOCD_NAMESPACE ?? "argocd",
+    ),
     deleteMaxPerWindow: field("STACKRAIL_DELETE_MAX", intIn(0, 10_000), env.STACKRAIL_DELETE_MAX ?? "3"),
     deleteWindowMs: field("STACKRAIL_DELETE_WINDOW_S", intIn(1, 30 * 24 * 3600), env.STACKRAIL_DELETE_WINDOW_S ?? "3600") * 1000,
     moveRollbackWindowMs: field("STACKRAIL_MOVE_ROLLBACK_WINDOW_S", intIn(0, 30 * 24 * 3600), env.STACKRAIL_MOVE_ROLLBACK_WINDOW_S ?? "86400") * 1000,
@@ -185,14 +204,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     tenantCodeRoleArn:
       env.STACKRAIL_TENANT_CODE_ROLE_ARN === undefined
         ? undefined
-        : field("STACKRAIL_TENANT_CODE_ROLE_ARN", z.string().regex(/^arn:aws:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, "must be an IAM role ARN"), env.STACKRAIL_TENANT_CODE_ROLE_ARN),
+        : field(
+            "STACKRAIL_TENANT_CODE_ROLE_ARN",
+            z.string().regex(/^arn:aws:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, "must be an IAM role ARN"),
+            env.STACKRAIL_TENANT_CODE_ROLE_ARN,
+          ),
     timeouts: parseTimeouts(env.STACKRAIL_TIMEOUTS ?? ""),
     schedulerIntervalMs: field("STACKRAIL_SCHEDULER_INTERVAL_MS", intIn(200, 3_600_000), env.STACKRAIL_SCHEDULER_INTERVAL_MS ?? "15000"),
     previewDebounceMs: field("STACKRAIL_PREVIEW_DEBOUNCE_MS", intIn(0, 600_000), env.STACKRAIL_PREVIEW_DEBOUNCE_MS ?? "2000"),
-    previewTtlMs: field("STACKRAIL_PREVIEW_TTL_HOURS", z.coerce.number().positive("must be a positive number of hours").max(24 * 365), env.STACKRAIL_PREVIEW_TTL_HOURS ?? "72") * 3_600_000,
+    previewTtlMs:
+      field(
+        "STACKRAIL_PREVIEW_TTL_HOURS",
+        z.coerce
+          .number()
+          .positive("must be a positive number of hours")
+          .max(24 * 365),
+        env.STACKRAIL_PREVIEW_TTL_HOURS ?? "72",
+      ) * 3_600_000,
     maxPreviews: field("STACKRAIL_MAX_PREVIEWS", intIn(1, 10_000), env.STACKRAIL_MAX_PREVIEWS ?? "10"),
     rolloutWaves: parseWaves(env.STACKRAIL_ROLLOUT_WAVES ?? "eu-west-1;eu-central-1,us-east-1"),
-    previewRegion: field("STACKRAIL_PREVIEW_REGION", z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "must be a region name"), env.STACKRAIL_PREVIEW_REGION ?? "eu-west-1"),
+    previewRegion: field(
+      "STACKRAIL_PREVIEW_REGION",
+      z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "must be a region name"),
+      env.STACKRAIL_PREVIEW_REGION ?? "eu-west-1",
+    ),
     driftIntervalMs: field("STACKRAIL_DRIFT_INTERVAL_S", intIn(0, 30 * 24 * 3600), env.STACKRAIL_DRIFT_INTERVAL_S ?? "21600") * 1000,
     driftRepair: field("STACKRAIL_DRIFT_REPAIR", booleanFlag, env.STACKRAIL_DRIFT_REPAIR ?? "false"),
     publicUrl: field("STACKRAIL_PUBLIC_URL", urlWith(["https:", "http:"]), env.STACKRAIL_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ""),

@@ -4,9 +4,7 @@ import { z } from "zod";
 
 export const TENANT_ID_PATTERN = /^[a-z][a-z0-9-]{2,39}$/;
 
-export const tenantIdSchema = z
-  .string()
-  .regex(TENANT_ID_PATTERN, "must match ^[a-z][a-z0-9-]{2,39}$");
+export const tenantIdSchema = z.string().regex(TENANT_ID_PATTERN, "must match ^[a-z][a-z0-9-]{2,39}$");
 export type TenantId = z.infer<typeof tenantIdSchema>;
 
 /** AWS region names (eu-west-1, us-east-2, ...); also used as folder names in the GitOps repo. */
@@ -17,9 +15,7 @@ export const tierSchema = z.enum(["pool", "silo"]);
 export type Tier = z.infer<typeof tierSchema>;
 
 /** Application versions: semver-ish tags or a git SHA. No slashes, no spaces, no shell metacharacters. */
-export const versionSchema = z
-  .string()
-  .regex(/^(v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]{1,64})?|[0-9a-f]{7,40})$/, "must be a version (1.2.3) or a git SHA");
+export const versionSchema = z.string().regex(/^(v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]{1,64})?|[0-9a-f]{7,40})$/, "must be a version (1.2.3) or a git SHA");
 
 /** Function names inside a tenant (Lambda-compatible, also a path segment). */
 export const functionNameSchema = z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, "must match ^[a-z][a-z0-9-]{0,39}$");

@@ -1,15 +1,7 @@
 // The job model shared by the HTTP edge (which enqueues) and the worker (which runs).
 // Job data is stored in Redis, so it never holds a secret: only identifiers and references.
 import { z } from "zod";
-import {
-  functionNameSchema,
-  gitShaSchema,
-  prNumberSchema,
-  regionSchema,
-  tenantIdSchema,
-  tierSchema,
-  versionSchema,
-} from "./ids.ts";
+import { functionNameSchema, gitShaSchema, prNumberSchema, regionSchema, tenantIdSchema, tierSchema, versionSchema } from "./ids.ts";
 
 /** Who or what asked for a job: the audit trail's first half. */
 export const triggerSchema = z.discriminatedUnion("type", [
@@ -86,7 +78,10 @@ export const jobDataSchema = z.discriminatedUnion("kind", [
     ...base,
     stack: z.string().max(100),
     /** Pulumi project of the stack (tenant stacks live in one project per tier); defaults to "stackrail". */
-    project: z.string().regex(/^[a-z][a-z0-9-]{0,40}$/).optional(),
+    project: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,40}$/)
+      .optional(),
     operation: z.enum(["up", "destroy", "preview", "refresh", "drift"]),
     program: z.string().max(64),
     args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),

@@ -26,11 +26,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   let lastStats: Promise<QueueStats | undefined> | undefined;
   // Both queue gauges read the same snapshot per scrape.
   const stats = (): Promise<QueueStats | undefined> => {
-    lastStats ??= (queueSource?.() ?? Promise.resolve(undefined)).catch(() => undefined).finally(() => {
-      setTimeout(() => {
-        lastStats = undefined;
-      }, 250);
-    });
+    lastStats ??= (queueSource?.() ?? Promise.resolve(undefined))
+      .catch(() => undefined)
+      .finally(() => {
+        setTimeout(() => {
+          lastStats = undefined;
+        }, 250);
+      });
     return lastStats;
   };
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: "stackrail_process_" });

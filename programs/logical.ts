@@ -39,19 +39,7 @@ export function privilegesFor(readOnly: boolean): string[] {
  * FLUSHALL and the rest of @dangerous).
  */
 export function cacheRules(readOnly: boolean): string[] {
-  return [
-    "-@all",
-    "+@read",
-    ...(readOnly ? [] : ["+@write"]),
-    "+@transaction",
-    "+ping",
-    "+echo",
-    "+hello",
-    "-@dangerous",
-    "-scan",
-    "-keys",
-    "-randomkey",
-  ];
+  return ["-@all", "+@read", ...(readOnly ? [] : ["+@write"]), "+@transaction", "+ping", "+echo", "+hello", "-@dangerous", "-scan", "-keys", "-randomkey"];
 }
 
 /** Connection limits per kind of environment. */

@@ -18,14 +18,17 @@ export const previewArgsSchema = z
     region: regionSchema.default("eu-west-1"),
   })
   .strict()
-  .refine((a) => {
-    try {
-      previewKey(a.repo, a.pr);
-      return true;
-    } catch {
-      return false;
-    }
-  }, { message: "repository name has no usable characters", path: ["repo"] });
+  .refine(
+    (a) => {
+      try {
+        previewKey(a.repo, a.pr);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { message: "repository name has no usable characters", path: ["repo"] },
+  );
 export type PreviewArgs = z.infer<typeof previewArgsSchema>;
 
 /** Labels carried by every preview object (and Kubernetes labels on aws). */

@@ -7,5 +7,7 @@ import { buildPrecompiled } from "../worker/gitops/precompiled-validators.ts";
 const started = Date.now();
 const { fingerprint, built, bytes } = await buildPrecompiled();
 if (built) {
-  process.stdout.write(`[stackrail validators] generated the manifest validators ${fingerprint} (${Math.round(bytes / 1024)} KiB) in ${Date.now() - started} ms\n`);
+  process.stdout.write(
+    `[stackrail validators] generated the manifest validators ${fingerprint} (${Math.round(bytes / 1024)} KiB) in ${Date.now() - started} ms\n`,
+  );
 }

@@ -105,7 +105,12 @@ async function main(): Promise<void> {
         expectAccepted(await h.request("POST", "/v1/tenants", { id, region, tier: "pool", version: "1.0.0" }), "provision"),
       );
       const outputs = (provisioned?.result as { outputs?: Record<string, unknown> } | undefined)?.outputs ?? {};
-      out(`    outputs: ${Object.entries(outputs).filter(([k]) => /^(database|cache)(Name|Host|Port|User|KeyPrefix)$|attachmentsPath/.test(k)).map(([k, v]) => `${k}=${String(v)}`).join(" ")}`);
+      out(
+        `    outputs: ${Object.entries(outputs)
+          .filter(([k]) => /^(database|cache)(Name|Host|Port|User|KeyPrefix)$|attachmentsPath/.test(k))
+          .map(([k, v]) => `${k}=${String(v)}`)
+          .join(" ")}`,
+      );
     }
 
     await step(h, `open PR #${pr} on ${repo} (signed webhook): preview environment`, async () =>
@@ -124,7 +129,9 @@ async function main(): Promise<void> {
       expectAccepted(await h.request("POST", `/v1/tenants/${eu}/move`, { tier: "silo" }), "move"),
     );
     for (const id of [eu, us]) {
-      await step(h, `deprovision tenant ${id} (manifests, backup, destroy)`, async () => expectAccepted(await h.request("DELETE", `/v1/tenants/${id}`), "deprovision"));
+      await step(h, `deprovision tenant ${id} (manifests, backup, destroy)`, async () =>
+        expectAccepted(await h.request("DELETE", `/v1/tenants/${id}`), "deprovision"),
+      );
     }
   } finally {
     out("");

@@ -113,7 +113,9 @@ function languageHostSourceHash(root: string): string {
   const srcDir = path.join(toolsDir, LANGUAGE_HOST_PACKAGE);
   const hash = createHash("sha256");
   for (const file of ["go.mod", "go.sum"]) hash.update(file).update(readFileSync(path.join(toolsDir, file)));
-  for (const file of readdirSync(srcDir).filter((f) => f.endsWith(".go")).sort()) {
+  for (const file of readdirSync(srcDir)
+    .filter((f) => f.endsWith(".go"))
+    .sort()) {
     hash.update(file).update(readFileSync(path.join(srcDir, file)));
   }
   return hash.digest("hex");
@@ -203,7 +205,16 @@ export async function installEngine(root = PROJECT_ROOT): Promise<void> {
   mkdirSync(path.join(staging, "bin"), { recursive: true });
   await run(
     go,
-    ["build", "-v", "-trimpath", "-ldflags", ldflagsFor(engine.version), "-o", path.join(staging, "bin", "pulumi"), "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"],
+    [
+      "build",
+      "-v",
+      "-trimpath",
+      "-ldflags",
+      ldflagsFor(engine.version),
+      "-o",
+      path.join(staging, "bin", "pulumi"),
+      "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
+    ],
     toolsDir,
     env,
     `compiling pulumi v${engine.version}`,

@@ -133,7 +133,13 @@ export async function deliver(edge: Edge, body: string | Buffer, options: Delive
 }
 
 /** Calls the tenant API with the CI token (or the given one; null for none). */
-export async function api(edge: Edge, method: string, route: string, body?: unknown, options: { token?: string | null; headers?: Record<string, string> } = {}): Promise<Response> {
+export async function api(
+  edge: Edge,
+  method: string,
+  route: string,
+  body?: unknown,
+  options: { token?: string | null; headers?: Record<string, string> } = {},
+): Promise<Response> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token !== null) headers.authorization = `Bearer ${options.token ?? API_TOKEN}`;
   if (body !== undefined) headers["content-type"] = "application/json";

@@ -42,11 +42,7 @@ async function kindsOf(ids: string[]): Promise<{ kind: string; stack: string | n
 describe("signature verification", () => {
   it("passes GitHub's documented test vector", async () => {
     expect(
-      await verifyGitHubSignature(
-        ["It's a Secret to Everybody"],
-        "Hello, World!",
-        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
-      ),
+      await verifyGitHubSignature(["It's a Secret to Everybody"], "Hello, World!", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"),
     ).toBe(true);
     // Rotation: the matching secret may be any of the configured ones.
     expect(
@@ -56,7 +52,9 @@ describe("signature verification", () => {
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
       ),
     ).toBe(true);
-    expect(await verifyGitHubSignature(["It's a Secret to Everybody"], "Hello, World?", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")).toBe(false);
+    expect(
+      await verifyGitHubSignature(["It's a Secret to Everybody"], "Hello, World?", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"),
+    ).toBe(false);
   });
 
   it("through the server, the test vector gets past the signature check (and then fails as non-JSON)", async () => {
@@ -169,7 +167,12 @@ describe("routing of real example payloads", () => {
     const withFiles = (files: string[], ref = "refs/heads/master") => {
       const p = clone(base);
       p.ref = ref;
-      (p.commits as { added: string[]; modified: string[]; removed: string[] }[])[0] = { ...((p.commits as object[])[0] as object), added: [], modified: files, removed: [] };
+      (p.commits as { added: string[]; modified: string[]; removed: string[] }[])[0] = {
+        ...((p.commits as object[])[0] as object),
+        added: [],
+        modified: files,
+        removed: [],
+      };
       return JSON.stringify(p);
     };
     const deploy = await accepted(await deliver(edge, withFiles(["src/server/index.ts"]), { event: "push" }));
@@ -235,7 +238,12 @@ describe("content types", () => {
         `${edge.url}/webhooks/github`,
         {
           method: "POST",
-          headers: { "x-github-event": "pull_request", "x-github-delivery": crypto.randomUUID(), "x-hub-signature-256": signature, "content-length": Buffer.byteLength(json) },
+          headers: {
+            "x-github-event": "pull_request",
+            "x-github-delivery": crypto.randomUUID(),
+            "x-hub-signature-256": signature,
+            "content-length": Buffer.byteLength(json),
+          },
         },
         (res) => {
           res.resume();

@@ -44,11 +44,7 @@ export function signatureVerifiers(secrets: readonly string[]): Webhooks[] {
 }
 
 /** True when `body` carries a valid signature for any configured secret (rotation). Never throws. */
-export async function verifyGitHubSignature(
-  secrets: readonly string[] | readonly Webhooks[],
-  body: string,
-  signature: string | undefined,
-): Promise<boolean> {
+export async function verifyGitHubSignature(secrets: readonly string[] | readonly Webhooks[], body: string, signature: string | undefined): Promise<boolean> {
   if (secrets.length === 0 || !signature || !SIGNATURE.test(signature) || body.length === 0) return false;
   const verifiers = secrets.map((s) => (typeof s === "string" ? new Webhooks({ secret: s }) : s));
   let ok = false;

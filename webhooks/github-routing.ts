@@ -47,7 +47,10 @@ const repositorySchema = z.object({
   full_name: z.string().max(300).optional(),
   owner: z.object({ login: z.string().max(100) }),
 });
-const senderSchema = z.object({ login: z.string().max(100) }).partial().optional();
+const senderSchema = z
+  .object({ login: z.string().max(100) })
+  .partial()
+  .optional();
 
 const pullRequestEventSchema = z.object({
   action: z.string().max(64),
@@ -56,7 +59,13 @@ const pullRequestEventSchema = z.object({
   pull_request: z.object({
     number: prNumberSchema,
     title: z.string().max(100_000),
-    head: z.object({ sha: gitShaSchema, repo: z.object({ full_name: z.string().max(300) }).nullable().optional() }),
+    head: z.object({
+      sha: gitShaSchema,
+      repo: z
+        .object({ full_name: z.string().max(300) })
+        .nullable()
+        .optional(),
+    }),
     base: z.object({ repo: z.object({ full_name: z.string().max(300) }) }),
   }),
 });
@@ -106,7 +115,8 @@ function parse<S extends z.ZodType>(schema: S, payload: unknown): z.infer<S> {
 
 function repoRef(repository: z.infer<typeof repositorySchema>): RepoRef {
   const r = repoRefSchema.safeParse({ owner: repository.owner.login, name: repository.name });
-  if (!r.success) throw new ValidationError(r.error.issues[0]?.path[0] === "owner" ? "repository.owner.login" : "repository.name", "is not a GitHub repository name");
+  if (!r.success)
+    throw new ValidationError(r.error.issues[0]?.path[0] === "owner" ? "repository.owner.login" : "repository.name", "is not a GitHub repository name");
   try {
     // A repository whose name folds to nothing usable never becomes a stack name.
     previewStackName(r.data.name, 1);

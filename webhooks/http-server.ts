@@ -89,7 +89,9 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInst
     const status = "statusCode" in err && typeof err.statusCode === "number" ? err.statusCode : 500;
     if (status >= 400 && status < 500) {
       const field = status === 400 ? "body" : undefined;
-      return reply.code(status).send({ error: "code" in err && typeof err.code === "string" ? err.code : "bad_request", message: err.message, ...(field ? { field } : {}) });
+      return reply
+        .code(status)
+        .send({ error: "code" in err && typeof err.code === "string" ? err.code : "bad_request", message: err.message, ...(field ? { field } : {}) });
     }
     req.log.error({ err }, "request failed");
     return reply.code(500).send({ error: "internal", message: "internal error" });

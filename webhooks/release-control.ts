@@ -13,7 +13,10 @@ export function registerReleaseControl(app: FastifyInstance, deps: { config: Con
   for (const action of ["pause", "resume"] as const) {
     app.post<{ Params: { jobId: string } }>(`/v1/releases/:jobId/${action}`, async (req, reply) => {
       if (authenticate(req.headers.authorization, deps.config.apiTokens) === null) {
-        return reply.code(401).header("www-authenticate", 'Bearer realm="stackrail"').send({ error: "unauthorized", message: "missing or invalid bearer token" });
+        return reply
+          .code(401)
+          .header("www-authenticate", 'Bearer realm="stackrail"')
+          .send({ error: "unauthorized", message: "missing or invalid bearer token" });
       }
       const { jobId } = req.params;
       if (!JOB_ID.test(jobId)) return reply.code(400).send({ error: "invalid", field: "jobId", message: "jobId: not a job id" });

@@ -28,7 +28,7 @@ describe("authentication", () => {
     expect((await api(edge, "GET", "/v1/tenants", undefined, { token: "short" })).status).toBe(401);
     expect((await api(edge, "GET", "/v1/jobs/x", undefined, { headers: { authorization: "Basic Y2k6Y2k=" }, token: null })).status).toBe(401);
     expect(await jobCount(edge)).toBe(before);
-    expect((await edge.tenants.get("nobody"))).toBeNull();
+    expect(await edge.tenants.get("nobody")).toBeNull();
   });
 
   it("refuses everything when no token is configured", async () => {
@@ -199,7 +199,12 @@ describe("lifecycle routes", () => {
   });
 
   it("shows last outputs and never a secret; rebuild keeps tenants still being provisioned", async () => {
-    await edge.tenants.recordOutputs("initech", { dbHost: "aurora.eu-central-1", dbPassword: "hunter2-hunter2", redisAuthToken: "x", url: "https://initech.example" });
+    await edge.tenants.recordOutputs("initech", {
+      dbHost: "aurora.eu-central-1",
+      dbPassword: "hunter2-hunter2",
+      redisAuthToken: "x",
+      url: "https://initech.example",
+    });
     const t = (await (await api(edge, "GET", "/v1/tenants/initech")).json()) as { outputs: Record<string, unknown>; state: string };
     expect(t.state).toBe("active");
     expect(t.outputs).toEqual({ dbHost: "aurora.eu-central-1", url: "https://initech.example" });

@@ -63,7 +63,10 @@ const provisionBody = z.strictObject({ id: tenantIdSchema, region: regionSchema,
 const upgradeBody = z.strictObject({ version: versionSchema });
 const moveBody = z.strictObject({ tier: tierSchema });
 const releaseBody = z.strictObject({ version: versionSchema });
-const handlerSchema = z.string().regex(/^[A-Za-z0-9_./-]{1,128}\.[A-Za-z_$][\w$]{0,63}$/, "must look like path/file.export").refine((h) => !h.split("/").includes(".."), "must not contain ..");
+const handlerSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_./-]{1,128}\.[A-Za-z_$][\w$]{0,63}$/, "must look like path/file.export")
+  .refine((h) => !h.split("/").includes(".."), "must not contain ..");
 const functionBody = z.strictObject({
   handler: handlerSchema,
   code: z
@@ -155,7 +158,10 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
           return reply
             .code(401)
             .header("www-authenticate", 'Bearer realm="stackrail"')
-            .send({ error: "unauthorized", message: deps.config.apiTokens.length === 0 ? "no API token is configured; every request is refused" : "missing or invalid bearer token" });
+            .send({
+              error: "unauthorized",
+              message: deps.config.apiTokens.length === 0 ? "no API token is configured; every request is refused" : "missing or invalid bearer token",
+            });
         }
         (req as FastifyRequest & { stackrailToken?: string }).stackrailToken = name;
         return undefined;
@@ -170,7 +176,15 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
           if (!claim.ok) throw new ConflictError(`tenant ${body.id} already exists (${claim.state})`);
           try {
             const jobId = await enqueue(
-              { kind: "tenant.provision", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: body.id, region: body.region, tier: body.tier, version },
+              {
+                kind: "tenant.provision",
+                trigger: triggerOf(req),
+                requestedAt: requestedAt(),
+                tenantId: body.id,
+                region: body.region,
+                tier: body.tier,
+                version,
+              },
               req,
             );
             return { status: 202, body: { jobId } };
@@ -191,22 +205,27 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
       });
 
       scope.delete("/tenants/:id", async (req, reply) =>
-        mutate(req, reply, () => "", async () => {
-          const id = tenantParam(req);
-          const record = await deps.tenants.get(id);
-          if (!record) throw new NotFoundError(`tenant ${id} not found`);
-          if (record.protected) throw new ConflictError(`tenant ${id} is protected`);
-          const moved = await deps.tenants.transition(id, ["active", "provisioning"], "deprovisioning");
-          if (moved === "missing") throw new NotFoundError(`tenant ${id} not found`);
-          if (moved !== "ok") throw new ConflictError(`tenant ${id} is already ${moved}`);
-          try {
-            const jobId = await enqueue({ kind: "tenant.deprovision", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: id }, req);
-            return { status: 202, body: { jobId } };
-          } catch (err) {
-            await deps.tenants.transition(id, ["deprovisioning"], record.state).catch(() => undefined);
-            throw err;
-          }
-        }),
+        mutate(
+          req,
+          reply,
+          () => "",
+          async () => {
+            const id = tenantParam(req);
+            const record = await deps.tenants.get(id);
+            if (!record) throw new NotFoundError(`tenant ${id} not found`);
+            if (record.protected) throw new ConflictError(`tenant ${id} is protected`);
+            const moved = await deps.tenants.transition(id, ["active", "provisioning"], "deprovisioning");
+            if (moved === "missing") throw new NotFoundError(`tenant ${id} not found`);
+            if (moved !== "ok") throw new ConflictError(`tenant ${id} is already ${moved}`);
+            try {
+              const jobId = await enqueue({ kind: "tenant.deprovision", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: id }, req);
+              return { status: 202, body: { jobId } };
+            } catch (err) {
+              await deps.tenants.transition(id, ["deprovisioning"], record.state).catch(() => undefined);
+              throw err;
+            }
+          },
+        ),
       );
 
       /** A tenant that can still be changed: known, not on its way out. */
@@ -222,7 +241,10 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
           const id = tenantParam(req);
           const body = parseWith(upgradeBody, req.body, "body");
           await changeable(id);
-          const jobId = await enqueue({ kind: "tenant.upgrade", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: id, version: body.version }, req);
+          const jobId = await enqueue(
+            { kind: "tenant.upgrade", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: id, version: body.version },
+            req,
+          );
           return { status: 202, body: { jobId } };
         }),
       );

@@ -28,7 +28,6 @@ export interface TenantRecord extends TenantDesired {
   updatedAt: string | null;
 }
 
-
 const CLAIM = `
 -- KEYS[1] tenant hash, KEYS[2] ids set   ARGV: id, region, tier, version, updatedAt
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HGET', KEYS[1], 'state') or 'active' end

@@ -92,7 +92,12 @@ async function fileDigests(root: string): Promise<Map<string, string>> {
       if (e.isDirectory()) await walk(full);
       else if (e.isFile()) {
         const s = await stat(full);
-        out.set(path.relative(root, full), `${s.size}:${createHash("sha256").update(await readFile(full)).digest("hex")}`);
+        out.set(
+          path.relative(root, full),
+          `${s.size}:${createHash("sha256")
+            .update(await readFile(full))
+            .digest("hex")}`,
+        );
       }
     }
   };

@@ -3,13 +3,7 @@
 // job's fate (retry with backoff, fail at once, or wait without spending a try).
 import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
-import {
-  CancelledError,
-  OperationTimeoutError,
-  StackrailError,
-  TransientError,
-  fateOf,
-} from "../core/errors.ts";
+import { CancelledError, OperationTimeoutError, StackrailError, TransientError, fateOf } from "../core/errors.ts";
 import { JOBS_QUEUE, jobDataSchema, type JobData, type JobKind } from "../core/jobs.ts";
 import type { Logger, SecretScrubber } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -126,9 +120,12 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       deps.timeoutMs(data.kind),
     );
     const renewer = stack
-      ? setInterval(() => {
-          deps.lanes.renew(stack, jobId, leaseMs).catch((err: unknown) => log.warn({ err }, "could not renew stack lease"));
-        }, Math.min(leaseMs / 3, 2000))
+      ? setInterval(
+          () => {
+            deps.lanes.renew(stack, jobId, leaseMs).catch((err: unknown) => log.warn({ err }, "could not renew stack lease"));
+          },
+          Math.min(leaseMs / 3, 2000),
+        )
       : undefined;
     // A cancel through the API is a flag in Redis; it is looked at often so that a short
     // operation is still stopped rather than finishing first.

@@ -6,14 +6,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameS
 import { hostname } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  ConcurrentUpdateError,
-  LocalWorkspace,
-  PulumiCommand,
-  type EngineEvent,
-  type OutputMap,
-  type Stack,
-} from "@pulumi/pulumi/automation/index.js";
+import { ConcurrentUpdateError, LocalWorkspace, PulumiCommand, type EngineEvent, type OutputMap, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { POLICY_PACK_ENV, programFor } from "../programs/index.ts";
 import {
   SECRET_PLACEHOLDER,
@@ -78,7 +71,10 @@ function driftOf(event: EngineEvent): DriftedResource | undefined {
   // The engine masks secret values in events, so a changed secret shows no difference here.
   const before = m.old?.outputs ?? {};
   const after = m.new?.outputs ?? {};
-  const changed = m.op === "delete" ? [] : [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
+  const changed =
+    m.op === "delete"
+      ? []
+      : [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
   const properties = [...new Set([...(m.diffs ?? []), ...Object.keys(m.detailedDiff ?? {}), ...changed].map((p) => p.split(/[.[]/)[0] ?? p))]
     .filter((p) => p !== "__provider")
     .sort();
@@ -243,7 +239,7 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
         const r = await stack.up({ ...common, policyPacks: [...request.policyPacks] });
         upOutputs = r.outputs;
         result = r.summary.result;
-        changes = (r.summary.resourceChanges ?? {});
+        changes = r.summary.resourceChanges ?? {};
         break;
       }
       case "preview": {
@@ -255,7 +251,7 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
       case "refresh": {
         const r = await stack.refresh({ ...common, clearPendingCreates: request.clearPendingCreates ?? false });
         result = r.summary.result;
-        changes = (r.summary.resourceChanges ?? {});
+        changes = r.summary.resourceChanges ?? {};
         break;
       }
       case "drift": {
@@ -276,7 +272,7 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
       case "destroy": {
         const r = await stack.destroy(common);
         result = r.summary.result;
-        changes = (r.summary.resourceChanges ?? {});
+        changes = r.summary.resourceChanges ?? {};
         break;
       }
     }
@@ -326,10 +322,7 @@ process.on("message", (raw: ParentMessage) => {
       process.disconnect?.();
     },
     (err: unknown) => {
-      const failure =
-        err instanceof ChildFailureError
-          ? err.failure
-          : { kind: "internal" as const, message: err instanceof Error ? err.message : String(err) };
+      const failure = err instanceof ChildFailureError ? err.failure : { kind: "internal" as const, message: err instanceof Error ? err.message : String(err) };
       send({ type: "failed", failure });
       process.disconnect?.();
     },

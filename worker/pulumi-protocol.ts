@@ -50,9 +50,7 @@ export interface OperationSummary {
   readonly durationMs: number;
 }
 
-export type ParentMessage =
-  | { readonly type: "start"; readonly request: StackOperationRequest; readonly settings: ChildSettings }
-  | { readonly type: "cancel" };
+export type ParentMessage = { readonly type: "start"; readonly request: StackOperationRequest; readonly settings: ChildSettings } | { readonly type: "cancel" };
 
 export interface ChildFailure {
   /** Decides the job's fate on the parent side (see worker/pulumi-runner.ts). */

@@ -4,23 +4,9 @@
 import { fork, execFileSync } from "node:child_process";
 import path from "node:path";
 import type { EngineLocation } from "../core/engine.ts";
-import {
-  CancelledError,
-  OperationTimeoutError,
-  PolicyViolationError,
-  ProgramError,
-  StackBusyError,
-  StackrailError,
-  TransientError,
-} from "../core/errors.ts";
+import { CancelledError, OperationTimeoutError, PolicyViolationError, ProgramError, StackBusyError, StackrailError, TransientError } from "../core/errors.ts";
 import { STACK_NAME_PATTERN } from "../core/ids.ts";
-import type {
-  ChildMessage,
-  ChildSettings,
-  OperationSummary,
-  ParentMessage,
-  StackOperationRequest,
-} from "./pulumi-protocol.ts";
+import type { ChildMessage, ChildSettings, OperationSummary, ParentMessage, StackOperationRequest } from "./pulumi-protocol.ts";
 
 export interface RunnerSettings {
   readonly engine: EngineLocation;
@@ -140,7 +126,10 @@ export class PulumiRunner implements StackRunner {
         // The reason says why: a user's cancel, a time limit, or a shutdown (retryable); the
         // message adds what the engine had applied before it stopped.
         const base = reason instanceof StackrailError ? reason : new CancelledError("operation cancelled");
-        const done = Object.entries(applied).map(([op, n]) => `${op}=${n}`).join(", ") || "nothing";
+        const done =
+          Object.entries(applied)
+            .map(([op, n]) => `${op}=${n}`)
+            .join(", ") || "nothing";
         const Ctor = base.constructor as new (message: string) => Error;
         return base instanceof CancelledError || base instanceof OperationTimeoutError ? new Ctor(`${base.message}; applied before stopping: ${done}`) : base;
       };

@@ -93,7 +93,13 @@ describe("JobQueue", () => {
 
   it("a preview.destroy supersedes waiting builds of the same PR", async () => {
     const build = await queue.enqueue(previewUp("a1".repeat(20), 21));
-    const destroy = await queue.enqueue({ kind: "preview.destroy", trigger: { type: "webhook", deliveryId: "d-x", event: "pull_request" }, requestedAt: now(), repo: { owner: "acme", name: "shop.web" }, pr: 21 });
+    const destroy = await queue.enqueue({
+      kind: "preview.destroy",
+      trigger: { type: "webhook", deliveryId: "d-x", event: "pull_request" },
+      requestedAt: now(),
+      repo: { owner: "acme", name: "shop.web" },
+      pr: 21,
+    });
     expect(destroy.superseded).toEqual([build.jobId]);
     expect(await queue.lanes.entries("preview-shop-web-pr-21")).toEqual([destroy.jobId]);
   });
@@ -162,7 +168,10 @@ describe("job view through a real worker", () => {
       expect(view).toMatchObject({ state: "succeeded", result: { resourceChanges: { create: 3 } } });
       expect(view?.finishedAt).toMatch(/^\d{4}-/);
 
-      const bad = await q.enqueue({ kind: "release.rollout", trigger: { type: "api", tokenName: "ci" }, requestedAt: now(), version: "9.9.9" }, { jobId: "bad-rollout" });
+      const bad = await q.enqueue(
+        { kind: "release.rollout", trigger: { type: "api", tokenName: "ci" }, requestedAt: now(), version: "9.9.9" },
+        { jobId: "bad-rollout" },
+      );
       let failed = await q.getJobView(bad.jobId);
       for (let i = 0; i < 100 && failed?.state !== "failed"; i++) {
         await new Promise((r) => setTimeout(r, 30));

@@ -145,16 +145,7 @@ export class StackLanes {
 
   /** Appends jobId to the stack's lane. Idempotent: a job id registers once (redelivery reuses ids). */
   async register(stack: string, jobId: string, options: { kind?: string } = {}): Promise<boolean> {
-    const added = await this.#redis.eval(
-      REGISTER,
-      2,
-      this.laneKey(stack),
-      this.#metaKey(jobId),
-      jobId,
-      stack,
-      options.kind ?? "",
-      String(META_TTL_SECONDS),
-    );
+    const added = await this.#redis.eval(REGISTER, 2, this.laneKey(stack), this.#metaKey(jobId), jobId, stack, options.kind ?? "", String(META_TTL_SECONDS));
     return added === 1;
   }
 
@@ -163,15 +154,7 @@ export class StackLanes {
    * acquired) as superseded by newJobId and takes it out of the lane. Returns the superseded ids.
    */
   async supersedeOlder(stack: string, newJobId: string, kind: string): Promise<string[]> {
-    const out = (await this.#redis.eval(
-      SUPERSEDE_OLDER,
-      2,
-      this.laneKey(stack),
-      this.#leaseKey(stack),
-      newJobId,
-      kind,
-      this.#metaPrefix(),
-    )) as string[];
+    const out = (await this.#redis.eval(SUPERSEDE_OLDER, 2, this.laneKey(stack), this.#leaseKey(stack), newJobId, kind, this.#metaPrefix())) as string[];
     return out;
   }
 

@@ -14,7 +14,10 @@ const TICKS_PER_S = 100; // USER_HZ on Linux
 function snapshot(): Snapshot {
   try {
     const stat = readFileSync("/proc/self/stat", "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+    const fields = stat
+      .slice(stat.lastIndexOf(")") + 2)
+      .split(" ")
+      .map(Number);
     // Fields 14-17 of proc(5) (utime, stime, cutime, cstime) are 11-14 after "(comm) ".
     const selfTicks = (fields[11] ?? 0) + (fields[12] ?? 0) + (fields[13] ?? 0) + (fields[14] ?? 0);
     const cpu = (/^cpu\s+(.+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1] ?? "").split(/\s+/).map(Number);

@@ -28,10 +28,7 @@ function arnFor(type: string, name: string): string {
 
 let runCounter = 0;
 
-export async function runWithMocks(
-  program: () => Promise<Record<string, unknown>>,
-  stackReferenceOutputs: Record<string, unknown> = {},
-): Promise<MockRun> {
+export async function runWithMocks(program: () => Promise<Record<string, unknown>>, stackReferenceOutputs: Record<string, unknown> = {}): Promise<MockRun> {
   const resources: Recorded[] = [];
   await pulumi.runtime.setMocks(
     {
@@ -46,7 +43,8 @@ export async function runWithMocks(
         resources.push({ type: args.type, name: args.name, id, inputs });
         const extra: Record<string, unknown> = { arn, id };
         if (args.type === "aws:rds/cluster:Cluster") Object.assign(extra, { endpoint: `${args.name}.cluster.example`, port: 3306 });
-        if (args.type === "aws:elasticache/replicationGroup:ReplicationGroup") Object.assign(extra, { primaryEndpointAddress: `${args.name}.cache.example`, port: 6379 });
+        if (args.type === "aws:elasticache/replicationGroup:ReplicationGroup")
+          Object.assign(extra, { primaryEndpointAddress: `${args.name}.cache.example`, port: 6379 });
         if (args.type === "aws:efs/accessPoint:AccessPoint") Object.assign(extra, { fileSystemArn: arnFor("aws:efs/fs", String(inputs.fileSystemId)) });
         if (args.type === "aws:sqs/queue:Queue") Object.assign(extra, { url: `https://sqs.example/${args.name}` });
         if (args.type === "aws:lb/loadBalancer:LoadBalancer") Object.assign(extra, { dnsName: `${args.name}.elb.example` });

@@ -94,9 +94,7 @@ export function mysqlServer(spec: DataServerSpec, opts: pulumi.CustomResourceOpt
       opts,
     );
   }
-  const adminUrl = pulumi.secret(
-    pulumi.interpolate`mysql://stackrail_admin:${password.result}@${cluster.endpoint}:${cluster.port}?ssl=Amazon%20RDS`,
-  );
+  const adminUrl = pulumi.secret(pulumi.interpolate`mysql://stackrail_admin:${password.result}@${cluster.endpoint}:${cluster.port}?ssl=Amazon%20RDS`);
   const adminSecret = new aws.secretsmanager.Secret(
     `${spec.prefix}-mysql-admin`,
     { name: `stackrail/${spec.prefix}/mysql-admin`, kmsKeyId: spec.kmsKeyArn, tags },
@@ -190,11 +188,7 @@ export function regionProgram(args: RegionArgs): () => Promise<Record<string, un
     const vpcCidr = "10.40.0.0/16";
     const vpc = new aws.ec2.Vpc(`${prefix}`, { cidrBlock: vpcCidr, enableDnsHostnames: true, enableDnsSupport: true, tags }, opts);
     const igw = new aws.ec2.InternetGateway(`${prefix}`, { vpcId: vpc.id, tags }, opts);
-    const publicRoutes = new aws.ec2.RouteTable(
-      `${prefix}-public`,
-      { vpcId: vpc.id, routes: [{ cidrBlock: "0.0.0.0/0", gatewayId: igw.id }], tags },
-      opts,
-    );
+    const publicRoutes = new aws.ec2.RouteTable(`${prefix}-public`, { vpcId: vpc.id, routes: [{ cidrBlock: "0.0.0.0/0", gatewayId: igw.id }], tags }, opts);
     const zones = ["a", "b"].map((z) => `${args.region}${z}`);
     const privateSubnets = zones.map(
       (az, i) => new aws.ec2.Subnet(`${prefix}-private-${i}`, { vpcId: vpc.id, cidrBlock: `10.40.${i}.0/24`, availabilityZone: az, tags }, opts),

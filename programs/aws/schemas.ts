@@ -10,8 +10,14 @@ export const regionArgsSchema = z
     region: regionSchema,
     environment: environmentSchema.default("production"),
     /** Public DNS name of the regional ingress; the ACM certificate covers it and its tenants. */
-    domain: z.string().regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/).default("stackrail.example.com"),
-    costCentre: z.string().regex(/^[A-Za-z0-9-]{1,32}$/).default("platform"),
+    domain: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/)
+      .default("stackrail.example.com"),
+    costCentre: z
+      .string()
+      .regex(/^[A-Za-z0-9-]{1,32}$/)
+      .default("platform"),
   })
   .strict();
 export type RegionArgs = z.infer<typeof regionArgsSchema>;
@@ -26,7 +32,10 @@ export const tenantFunctionsArgsSchema = z
     /** The role in the tenant-code account the provider assumes. */
     assumeRoleArn: z.string().regex(/^arn:aws:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/),
     environment: environmentSchema.default("production"),
-    costCentre: z.string().regex(/^[A-Za-z0-9-]{1,32}$/).default("tenant-code"),
+    costCentre: z
+      .string()
+      .regex(/^[A-Za-z0-9-]{1,32}$/)
+      .default("tenant-code"),
     reservedConcurrency: z.number().int().min(1).max(100).default(5),
     memoryMb: z.number().int().min(128).max(2048).default(256),
     timeoutSeconds: z.number().int().min(1).max(60).default(10),

@@ -17,7 +17,9 @@ beforeAll(async () => {
   const codePath = path.join(dir, "bundle.zip");
   writeFileSync(codePath, "not really a zip; mocks never read it");
   run = await runWithMocks(
-    tenantFunctionsProgram(tenantFunctionsArgsSchema.parse({ tenantId: "acme", region: "eu-west-1", functionName: "invoice-hook", codePath, assumeRoleArn: roleArn })),
+    tenantFunctionsProgram(
+      tenantFunctionsArgsSchema.parse({ tenantId: "acme", region: "eu-west-1", functionName: "invoice-hook", codePath, assumeRoleArn: roleArn }),
+    ),
   );
 });
 

@@ -33,7 +33,10 @@ const DYN = "pulumi-nodejs:dynamic/stackrail:";
 
 describe("aws tenant program (mocked)", () => {
   it("pool tenant: logical database on the shared Aurora, cache user on its prefix, access point, secret, role, namespace", async () => {
-    const run = await runWithMocks(awsTenantProgram(tenantArgsSchema.parse({ tenantId: "acme", tier: "pool", region: "eu-west-1", version: "1.2.3" })), regionOutputs);
+    const run = await runWithMocks(
+      awsTenantProgram(tenantArgsSchema.parse({ tenantId: "acme", tier: "pool", region: "eu-west-1", version: "1.2.3" })),
+      regionOutputs,
+    );
     const db = run.one(`${DYN}MysqlDatabase`);
     expect(db.inputs.name).toBe("t_acme");
     // The admin URL reaches the provider as a secret (the mock sees the secret wrapper).
@@ -77,7 +80,10 @@ describe("aws tenant program (mocked)", () => {
     const run = await runWithMocks(awsTenantProgram(tenantArgsSchema.parse({ tenantId: "bigco", tier: "silo", region: "eu-west-1" })), regionOutputs);
     const cluster = run.one("aws:rds/cluster:Cluster");
     expect(cluster.inputs).toMatchObject({ storageEncrypted: true, deletionProtection: true, kmsKeyId: regionOutputs.kmsKeyArn });
-    expect(run.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs).toMatchObject({ atRestEncryptionEnabled: true, transitEncryptionEnabled: true });
+    expect(run.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs).toMatchObject({
+      atRestEncryptionEnabled: true,
+      transitEncryptionEnabled: true,
+    });
     const db = run.one(`${DYN}MysqlDatabase`);
     expect(db.inputs.name).toBe("s_bigco");
     expect((db.inputs.serverUrl as { value: string }).value).toContain("stackrail-silo-bigco-mysql.cluster.example");

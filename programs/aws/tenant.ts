@@ -70,9 +70,9 @@ function awsTenant(spec: AwsTenantSpec): Record<string, unknown> {
   const environment = str("environment");
   const costCentre = str("costCentre");
   // Tags must be known strings for the policy pack; the environment and cost centre follow the region.
-  const tags = pulumi.all([environment, costCentre]).apply(([env, cc]) =>
-    tagsFor({ environment: env, costCentre: cc, tenant: spec.tenantTag, extra: { stack: pulumi.getStack() } } satisfies TagSpec),
-  );
+  const tags = pulumi
+    .all([environment, costCentre])
+    .apply(([env, cc]) => tagsFor({ environment: env, costCentre: cc, tenant: spec.tenantTag, extra: { stack: pulumi.getStack() } } satisfies TagSpec));
   const provider = new aws.Provider("aws", { region: spec.region as aws.Region });
   const opts: pulumi.CustomResourceOptions = { provider };
   const kmsKeyArn = str("kmsKeyArn");
@@ -219,7 +219,10 @@ function awsTenant(spec: AwsTenantSpec): Record<string, unknown> {
   );
   new k8s.core.v1.LimitRange(
     "limits",
-    { metadata: meta("tenant-limits"), spec: { limits: [{ type: "Container", default: { cpu: "500m", memory: "512Mi" }, defaultRequest: { cpu: "100m", memory: "128Mi" } }] } },
+    {
+      metadata: meta("tenant-limits"),
+      spec: { limits: [{ type: "Container", default: { cpu: "500m", memory: "512Mi" }, defaultRequest: { cpu: "100m", memory: "128Mi" } }] },
+    },
     nsOpts,
   );
   new k8s.networking.v1.NetworkPolicy(
@@ -229,10 +232,7 @@ function awsTenant(spec: AwsTenantSpec): Record<string, unknown> {
       spec: {
         podSelector: {},
         policyTypes: ["Ingress"],
-        ingress: [
-          { from: [{ podSelector: {} }] },
-          { from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } } }] },
-        ],
+        ingress: [{ from: [{ podSelector: {} }] }, { from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } } }] }],
       },
     },
     nsOpts,

@@ -56,9 +56,7 @@ async function ignoreGone(run: () => Promise<unknown>): Promise<void> {
 export const databaseHandler: Handler = {
   async create(inputs) {
     const name = str(inputs, "name");
-    await withConnection(str(inputs, "serverUrl"), (c) =>
-      c.query(`CREATE DATABASE IF NOT EXISTS ${sqlName(name)} CHARACTER SET ${charset(inputs)}`),
-    );
+    await withConnection(str(inputs, "serverUrl"), (c) => c.query(`CREATE DATABASE IF NOT EXISTS ${sqlName(name)} CHARACTER SET ${charset(inputs)}`));
     return { id: name, outs: inputs };
   },
   diff(_id, olds, news) {

@@ -50,14 +50,27 @@ describe("resource rules", () => {
       // A broad explicit Deny is the point of the execution role, not a violation.
       good: {
         role: "tenant-acme-fn-x",
-        policy: { Statement: [{ Effect: "Allow", Action: ["sqs:SendMessage"], Resource: "arn:aws:sqs:q" }, { Effect: "Deny", NotAction: ["sqs:SendMessage"], Resource: "*" }] },
+        policy: {
+          Statement: [
+            { Effect: "Allow", Action: ["sqs:SendMessage"], Resource: "arn:aws:sqs:q" },
+            { Effect: "Deny", NotAction: ["sqs:SendMessage"], Resource: "*" },
+          ],
+        },
       },
     },
     {
       policy: "no-wildcard-iam-in-tenant-roles",
       type: "aws:iam/role:Role",
-      bad: { name: "r", tags: { ...tags, tenant: "acme" }, inlinePolicies: [{ policy: JSON.stringify({ Statement: { Effect: "Allow", Action: "*", Resource: "arn:x" } }) }] },
-      good: { name: "r", tags: { ...tags, tenant: "acme" }, inlinePolicies: [{ policy: JSON.stringify({ Statement: { Effect: "Allow", Action: "s3:GetObject", Resource: "arn:x" } }) }] },
+      bad: {
+        name: "r",
+        tags: { ...tags, tenant: "acme" },
+        inlinePolicies: [{ policy: JSON.stringify({ Statement: { Effect: "Allow", Action: "*", Resource: "arn:x" } }) }],
+      },
+      good: {
+        name: "r",
+        tags: { ...tags, tenant: "acme" },
+        inlinePolicies: [{ policy: JSON.stringify({ Statement: { Effect: "Allow", Action: "s3:GetObject", Resource: "arn:x" } }) }],
+      },
     },
     {
       policy: "lambda-dlq-and-tags",
@@ -121,7 +134,9 @@ describe("stack rules (S3)", () => {
     props: {
       bucket: "data",
       policy: JSON.stringify({
-        Statement: [{ Effect: "Deny", Principal: "*", Action: "s3:*", Resource: ["arn:aws:s3:::data/*"], Condition: { Bool: { "aws:SecureTransport": "false" } } }],
+        Statement: [
+          { Effect: "Deny", Principal: "*", Action: "s3:*", Resource: ["arn:aws:s3:::data/*"], Condition: { Bool: { "aws:SecureTransport": "false" } } },
+        ],
       }),
     },
     dependsOn: ["data"],
@@ -140,7 +155,10 @@ describe("stack rules (S3)", () => {
   });
   it("s3-tls-only: a bucket without a TLS-only policy, or with an Allow-only policy, fails", async () => {
     expect(await policiesOf([bucket, sse, pab])).toEqual(["s3-tls-only"]);
-    const allow = { ...tls, props: { bucket: "data", policy: JSON.stringify({ Statement: [{ Effect: "Allow", Principal: "*", Action: "s3:GetObject", Resource: "*" }] }) } };
+    const allow = {
+      ...tls,
+      props: { bucket: "data", policy: JSON.stringify({ Statement: [{ Effect: "Allow", Principal: "*", Action: "s3:GetObject", Resource: "*" }] }) },
+    };
     expect(await policiesOf([bucket, sse, pab, allow])).toEqual(["s3-tls-only"]);
   });
   it("resources of another bucket do not cover this one", async () => {

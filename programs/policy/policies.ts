@@ -147,17 +147,13 @@ export const s3TlsOnly = stackPolicy(
   },
 );
 
-export const s3EncryptionAlgorithm = resourcePolicy(
-  "s3-encryption-algorithm",
-  "S3 encryption configurations use SSE-KMS or SSE-S3.",
-  (type, props, report) => {
-    if (type !== T.sse && type !== T.sseV2) return;
-    const rules = (props.rules ?? []) as { applyServerSideEncryptionByDefault?: { sseAlgorithm?: string } }[];
-    if (rules.length === 0 || !rules.every((r) => SSE_ALGORITHMS.includes(r.applyServerSideEncryptionByDefault?.sseAlgorithm ?? ""))) {
-      report(`S3 encryption must use ${SSE_ALGORITHMS.join(" or ")} on every rule.`);
-    }
-  },
-);
+export const s3EncryptionAlgorithm = resourcePolicy("s3-encryption-algorithm", "S3 encryption configurations use SSE-KMS or SSE-S3.", (type, props, report) => {
+  if (type !== T.sse && type !== T.sseV2) return;
+  const rules = (props.rules ?? []) as { applyServerSideEncryptionByDefault?: { sseAlgorithm?: string } }[];
+  if (rules.length === 0 || !rules.every((r) => SSE_ALGORITHMS.includes(r.applyServerSideEncryptionByDefault?.sseAlgorithm ?? ""))) {
+    report(`S3 encryption must use ${SSE_ALGORITHMS.join(" or ")} on every rule.`);
+  }
+});
 
 export const s3PublicAccessBlockComplete = resourcePolicy(
   "s3-public-access-block-complete",

@@ -179,7 +179,11 @@ describe("drift detection", () => {
     const { result } = await driftCheck(true);
     expect(result.drift).toBe(true);
     const types = result.resources.map((r) => `${r.op} ${r.type}`).sort();
-    expect(types).toEqual(["delete pulumi-nodejs:dynamic/stackrail:MysqlGrant", "delete pulumi-nodejs:dynamic/stackrail:MysqlUser", "update pulumi-nodejs:dynamic/stackrail:RedisAclUser"]);
+    expect(types).toEqual([
+      "delete pulumi-nodejs:dynamic/stackrail:MysqlGrant",
+      "delete pulumi-nodejs:dynamic/stackrail:MysqlUser",
+      "update pulumi-nodejs:dynamic/stackrail:RedisAclUser",
+    ]);
     // Names of properties only, never a value.
     expect(JSON.stringify(result)).not.toMatch(/"[A-Za-z0-9]{32}"/);
     expect(result.repaired).toBe(true);
@@ -192,7 +196,9 @@ describe("drift detection", () => {
   it("a changed connection limit is drift; a refresh records it with the passwords still secret in the state", async () => {
     await db.query("ALTER USER ?@'%' WITH MAX_USER_CONNECTIONS 3", [sqlName]);
     const { result } = await driftCheck(false);
-    expect(result.resources).toEqual([expect.objectContaining({ op: "update", type: "pulumi-nodejs:dynamic/stackrail:MysqlUser", properties: ["maxConnections"] })]);
+    expect(result.resources).toEqual([
+      expect.objectContaining({ op: "update", type: "pulumi-nodejs:dynamic/stackrail:MysqlUser", properties: ["maxConnections"] }),
+    ]);
 
     const op = async (operation: "refresh" | "up"): Promise<void> => {
       const { jobId } = await queue.enqueue({
@@ -254,9 +260,7 @@ describe("scheduled drift checks", () => {
     expect(job.trigger).toMatchObject({ type: "schedule", name: "drift-check" });
     // Ticks after it enqueue nothing more for the same period.
     await new Promise((r) => setTimeout(r, 1000));
-    const again = (await queue.queue.getJobs(["waiting", "active", "completed", "failed", "delayed"]))
-      .map((j) => j.id ?? "")
-      .filter((jid) => jid === found);
+    const again = (await queue.queue.getJobs(["waiting", "active", "completed", "failed", "delayed"])).map((j) => j.id ?? "").filter((jid) => jid === found);
     expect(again).toHaveLength(1);
   });
 });

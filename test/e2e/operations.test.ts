@@ -43,7 +43,10 @@ describe("operations", () => {
     const running = await h.request("POST", "/v1/tenants", { id: ids.cancel, region: "eu-west-1", tier: "pool", version: "1.0.0" });
     // Concurrency 1: this one waits behind the first.
     const waiting = await h.request("POST", "/v1/tenants", { id: ids.wait, region: "eu-west-1", tier: "pool", version: "1.0.0" });
-    await until(async () => (await h.service.queue?.getJobView(running.body.jobId).catch(() => undefined))?.progress.some((l) => l.startsWith("create ")) ?? false, "the up to start");
+    await until(
+      async () => (await h.service.queue?.getJobView(running.body.jobId).catch(() => undefined))?.progress.some((l) => l.startsWith("create ")) ?? false,
+      "the up to start",
+    );
 
     const w = await h.request("POST", `/v1/jobs/${waiting.body.jobId}/cancel`);
     expect(w.status).toBe(202);

@@ -11,7 +11,14 @@ const repo = `lim-${Math.random().toString(36).slice(2, 6)}`;
 const sha = (n: number): string => n.toString(16).padStart(40, "b");
 
 function prEvent(action: string, pr: number, headSha: string): Record<string, unknown> {
-  const repository = { id: 1, name: repo, full_name: `acme/${repo}`, owner: { login: "acme", id: 1, type: "Organization" }, default_branch: "main", private: false };
+  const repository = {
+    id: 1,
+    name: repo,
+    full_name: `acme/${repo}`,
+    owner: { login: "acme", id: 1, type: "Organization" },
+    default_branch: "main",
+    private: false,
+  };
   return {
     action,
     number: pr,

@@ -133,13 +133,19 @@ describe("secret canaries", () => {
   });
 
   it("appear in no file or commit of the GitOps repository", () => {
-    const all = execFileSync("git", ["--git-dir", h.config.gitopsRepo, "log", "-p", "--all", "--format=%H%n%B"], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+    const all = execFileSync("git", ["--git-dir", h.config.gitopsRepo, "log", "-p", "--all", "--format=%H%n%B"], {
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+    });
     expect(all).toContain(`tenants/${tenant}/application.yaml`);
     for (const [name, value] of secrets()) expect(all.includes(value), `${name} in git`).toBe(false);
   });
 
   it("appear in no GitHub comment, status or deployment except the PR title's own inert text", () => {
-    const comments = gh.comments("acme", repo).map((c) => c.body).join("\n");
+    const comments = gh
+      .comments("acme", repo)
+      .map((c) => c.body)
+      .join("\n");
     expect(comments).toContain("stackrail:preview");
     const statuses = JSON.stringify(gh.statuses("acme", repo));
     const deployments = JSON.stringify(gh.deployments("acme", repo));
@@ -151,7 +157,9 @@ describe("secret canaries", () => {
 
   it("appear in no Pulumi state file in plaintext", () => {
     const state = fileURLToPath(h.config.pulumiBackendUrl);
-    const text = files(state).map((f) => readFileSync(f, "utf8")).join("\n");
+    const text = files(state)
+      .map((f) => readFileSync(f, "utf8"))
+      .join("\n");
     expect(text).toContain(`tenant-${tenant}`);
     for (const [name, value] of secrets()) expect(text.includes(value), `${name} in state`).toBe(false);
   });

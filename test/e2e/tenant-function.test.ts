@@ -31,7 +31,8 @@ afterAll(async () => {
 
 describe("tenant functions", () => {
   it("stores each new bundle as a new version, and the same bundle again as no change", async () => {
-    const put = (code: Buffer, handler = "index.handler") => h.request("PUT", `/v1/tenants/${id}/functions/invoice-hook`, { handler, code: code.toString("base64") });
+    const put = (code: Buffer, handler = "index.handler") =>
+      h.request("PUT", `/v1/tenants/${id}/functions/invoice-hook`, { handler, code: code.toString("base64") });
     const first = await put(zip("v1 code"));
     expect(first.status).toBe(202);
     expect((await h.waitForJob(first.body.jobId)).result).toMatchObject({ version: 1, changed: true });
@@ -40,7 +41,11 @@ describe("tenant functions", () => {
     const second = await put(zip("v2 code"));
     expect((await h.waitForJob(second.body.jobId)).result).toMatchObject({ version: 2, changed: true });
     const dir = path.join(h.dataDir, "functions", id, "invoice-hook");
-    expect(readFileSync(path.join(dir, "v2", "bundle.zip")).subarray(4).toString()).toBe("v2 code");
+    expect(
+      readFileSync(path.join(dir, "v2", "bundle.zip"))
+        .subarray(4)
+        .toString(),
+    ).toBe("v2 code");
     expect(JSON.parse(readFileSync(path.join(dir, "v1", "function.json"), "utf8"))).toMatchObject({ version: 1, handler: "index.handler" });
   });
 

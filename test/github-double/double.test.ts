@@ -21,7 +21,8 @@ describe("GitHub double", () => {
     const base = (await gh.getCommit({ owner, repo, commit_sha: head })).data.tree.sha;
     const blob = (await gh.createBlob({ owner, repo, content: "hello\n", encoding: "utf-8" })).data.sha;
     const tree = (await gh.createTree({ owner, repo, base_tree: base, tree: [{ path: "a/b.txt", mode: "100644", type: "blob", sha: blob }] })).data.sha;
-    const commit = (await gh.createCommit({ owner, repo, message: "Add b", tree, parents: [head], author: { name: "T", email: "t@example.invalid" } })).data.sha;
+    const commit = (await gh.createCommit({ owner, repo, message: "Add b", tree, parents: [head], author: { name: "T", email: "t@example.invalid" } })).data
+      .sha;
     await gh.updateRef({ owner, repo, ref: "heads/main", sha: commit, force: false });
     const gitDir = double.gitDir(owner, repo);
     expect(await git(["log", "--format=%s", "main"], { gitDir })).toBe("Add b\nInitial commit");
@@ -33,8 +34,12 @@ describe("GitHub double", () => {
 
   it("checks requests against the OpenAPI description: wrong fields, wrong enums, unknown query parameters", async () => {
     const client = await clientFor(double);
-    await expect(client.request("POST /repos/{owner}/{repo}/git/blobs", { owner: "acme", repo: "gitops", content: "x", encodng: "utf-8" })).rejects.toMatchObject({ status: 422 });
-    await expect(client.request("POST /repos/{owner}/{repo}/statuses/{sha}", { owner: "acme", repo: "app", sha: "a".repeat(40), state: "ok" as "success" })).rejects.toMatchObject({ status: 422 });
+    await expect(
+      client.request("POST /repos/{owner}/{repo}/git/blobs", { owner: "acme", repo: "gitops", content: "x", encodng: "utf-8" }),
+    ).rejects.toMatchObject({ status: 422 });
+    await expect(
+      client.request("POST /repos/{owner}/{repo}/statuses/{sha}", { owner: "acme", repo: "app", sha: "a".repeat(40), state: "ok" as "success" }),
+    ).rejects.toMatchObject({ status: 422 });
     await expect(client.request("GET /repos/{owner}/{repo}/pulls", { owner: "acme", repo: "app", statee: "open" })).rejects.toMatchObject({ status: 422 });
     await expect(client.request("GET /repos/{owner}/{repo}/no-such-endpoint", { owner: "acme", repo: "app" })).rejects.toMatchObject({ status: 404 });
     expect(double.violations).toHaveLength(4);
@@ -58,7 +63,9 @@ describe("GitHub double", () => {
 
     double.inject({ kind: "ref-conflict", method: "PATCH", path: /\/git\/refs\/heads\/main$/, times: 2 });
     for (let i = 0; i < 2; i++) {
-      await expect(client.rest.git.updateRef({ owner: "acme", repo: "gitops", ref: "heads/main", sha: ref.data.object.sha })).rejects.toMatchObject({ status: 422 });
+      await expect(client.rest.git.updateRef({ owner: "acme", repo: "gitops", ref: "heads/main", sha: ref.data.object.sha })).rejects.toMatchObject({
+        status: 422,
+      });
     }
     expect((await client.rest.git.updateRef({ owner: "acme", repo: "gitops", ref: "heads/main", sha: ref.data.object.sha })).status).toBe(200);
 

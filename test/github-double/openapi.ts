@@ -66,7 +66,8 @@ function strict(schema: Json, spec: JsonObject, depth = 0): Json {
   const out: JsonObject = { ...schema };
   if (isObject(out.properties)) {
     out.properties = Object.fromEntries(Object.entries(out.properties).map(([k, v]) => [k, strict(v, spec, depth + 1)]));
-    if (out.additionalProperties === undefined && out.allOf === undefined && out.anyOf === undefined && out.oneOf === undefined) out.additionalProperties = false;
+    if (out.additionalProperties === undefined && out.allOf === undefined && out.anyOf === undefined && out.oneOf === undefined)
+      out.additionalProperties = false;
   }
   if (isObject(out.items)) out.items = strict(out.items, spec, depth + 1);
   for (const k of ["oneOf", "anyOf"] as const) {

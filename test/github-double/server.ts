@@ -171,9 +171,14 @@ export class GitHubDouble {
   /** Commits one file on a branch (as a developer pushing would); returns the new head SHA. */
   async push(owner: string, name: string, branch: string, file: string, content: string): Promise<string> {
     const repo = this.#repo(owner, name);
-    const parent = (await runGit(["rev-parse", "--verify", "-q", `refs/heads/${branch}`], { gitDir: repo.gitDir, okCodes: [1] })).stdout.trim() || (await git(["rev-parse", `refs/heads/${repo.defaultBranch}`], { gitDir: repo.gitDir }));
+    const parent =
+      (await runGit(["rev-parse", "--verify", "-q", `refs/heads/${branch}`], { gitDir: repo.gitDir, okCodes: [1] })).stdout.trim() ||
+      (await git(["rev-parse", `refs/heads/${repo.defaultBranch}`], { gitDir: repo.gitDir }));
     const tree = await this.#writeTree(repo, await git(["rev-parse", `${parent}^{tree}`], { gitDir: repo.gitDir }), [{ path: file, mode: "100644", content }]);
-    const commit = await git(["commit-tree", tree, "-p", parent, "-m", `Change ${file}`], { gitDir: repo.gitDir, env: this.#ident("Octocat", "octocat@example.invalid") });
+    const commit = await git(["commit-tree", tree, "-p", parent, "-m", `Change ${file}`], {
+      gitDir: repo.gitDir,
+      env: this.#ident("Octocat", "octocat@example.invalid"),
+    });
     await git(["update-ref", `refs/heads/${branch}`, commit], { gitDir: repo.gitDir });
     for (const pr of repo.pulls) if (pr.head === branch) pr.headSha = commit;
     return commit;
@@ -262,7 +267,8 @@ export class GitHubDouble {
       const key = typeof app.publicKey === "string" ? createPublicKey(app.publicKey) : app.publicKey;
       const ok = verify("RSA-SHA256", Buffer.from(`${h}.${p}`), key, b64url(s));
       const payload = JSON.parse(b64url(p).toString("utf8")) as { iss?: unknown; exp?: number };
-      if (!ok || String(payload.iss) !== String(app.appId) || (payload.exp ?? 0) * 1000 < Date.now()) throw new HttpError(401, "A JSON web token could not be decoded");
+      if (!ok || String(payload.iss) !== String(app.appId) || (payload.exp ?? 0) * 1000 < Date.now())
+        throw new HttpError(401, "A JSON web token could not be decoded");
       if (!/^\/app\/installations\/\d+\/access_tokens$|^\/repos\/[^/]+\/[^/]+\/installation$|^\/app$/.test(pathname)) {
         throw new HttpError(403, "A JSON web token cannot be used for this endpoint; use an installation token");
       }
@@ -336,7 +342,11 @@ export class GitHubDouble {
       if (problems.length > 0) {
         rejected = true;
         this.violations.push(...problems.map((p) => `${method} ${pathname}: ${p}`));
-        throw new HttpError(422, "Invalid request.", problems.map((message) => ({ resource: match?.operation.operationId, code: "invalid", message })));
+        throw new HttpError(
+          422,
+          "Invalid request.",
+          problems.map((message) => ({ resource: match?.operation.operationId, code: "invalid", message })),
+        );
       }
       fault = this.#fault(method, decoded);
       if (fault) reply = this.#faultReply(fault);
@@ -360,7 +370,14 @@ export class GitHubDouble {
         this.violations.push(`${method} ${pathname}: response schema could not be checked: ${String(error)}`);
       }
     }
-    this.requests.push({ method, path: decoded, operationId: match?.operation.operationId, status: reply.status, ...(fault ? { fault: fault.kind } : {}), at: Date.now() });
+    this.requests.push({
+      method,
+      path: decoded,
+      operationId: match?.operation.operationId,
+      status: reply.status,
+      ...(fault ? { fault: fault.kind } : {}),
+      at: Date.now(),
+    });
     const headers: Record<string, string> = { ...this.#rateHeaders(), ...reply.headers };
     if (reply.body === undefined) {
       res.writeHead(reply.status, headers).end();
@@ -373,13 +390,17 @@ export class GitHubDouble {
     const retryAfter = f.retryAfter ?? 1;
     switch (f.kind) {
       case "ref-conflict":
-        return { status: 422, body: { message: "Update is not a fast forward", documentation_url: "https://docs.github.com/rest/git/refs#update-a-reference" } };
+        return {
+          status: 422,
+          body: { message: "Update is not a fast forward", documentation_url: "https://docs.github.com/rest/git/refs#update-a-reference" },
+        };
       case "secondary-rate-limit":
         return {
           status: 403,
           headers: { "retry-after": String(retryAfter) },
           body: {
-            message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0000:0000:0000000:0000000:00000000.",
+            message:
+              "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0000:0000:0000000:0000000:00000000.",
             documentation_url: "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
           },
         };
@@ -387,7 +408,10 @@ export class GitHubDouble {
         return {
           status: 403,
           headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + retryAfter) },
-          body: { message: "API rate limit exceeded for installation ID 1.", documentation_url: "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting" },
+          body: {
+            message: "API rate limit exceeded for installation ID 1.",
+            documentation_url: "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting",
+          },
         };
       case "bad-gateway":
         return { status: 502, body: { message: "Server Error", documentation_url: "https://docs.github.com/rest" } };
@@ -448,7 +472,17 @@ export class GitHubDouble {
         const type = await runGit(["cat-file", "-t", sha], { gitDir, okCodes: [128] });
         if (type.stdout.trim() !== "blob") throw new HttpError(404, "Not Found");
         const content = await this.#catBlob(repo, sha);
-        return { status: 200, body: { sha, node_id: Buffer.from(`Blob:${sha}`).toString("base64"), size: content.length, url: `${api}/git/blobs/${sha}`, content: content.toString("base64"), encoding: "base64" } };
+        return {
+          status: 200,
+          body: {
+            sha,
+            node_id: Buffer.from(`Blob:${sha}`).toString("base64"),
+            size: content.length,
+            url: `${api}/git/blobs/${sha}`,
+            content: content.toString("base64"),
+            encoding: "base64",
+          },
+        };
       }
       case "git/create-tree": {
         const baseTree = typeof b.base_tree === "string" ? b.base_tree : EMPTY_TREE;
@@ -469,7 +503,8 @@ export class GitHubDouble {
         const tree = String(b.tree);
         if ((await runGit(["cat-file", "-t", tree], { gitDir, okCodes: [128] })).stdout.trim() !== "tree") throw new HttpError(422, "Tree SHA does not exist");
         const parents = (b.parents as string[] | undefined) ?? [];
-        for (const parent of parents) if (!(await this.#isCommit(repo, parent))) throw new HttpError(422, "Parent SHA does not exist or is not a commit object");
+        for (const parent of parents)
+          if (!(await this.#isCommit(repo, parent))) throw new HttpError(422, "Parent SHA does not exist or is not a commit object");
         const author = (b.author as { name?: string; email?: string; date?: string } | undefined) ?? { name: this.#login(), email: "bot@example.invalid" };
         const env = {
           ...this.#ident(author.name ?? this.#login(), author.email ?? "bot@example.invalid", author.date),
@@ -499,9 +534,12 @@ export class GitHubDouble {
         const base = String(b.base);
         const headSha = await this.#resolveRef(repo, `refs/heads/${head}`);
         const baseSha = await this.#resolveRef(repo, `refs/heads/${base}`);
-        if (!headSha || !baseSha) throw new HttpError(422, "Validation Failed", [{ resource: "PullRequest", field: headSha ? "base" : "head", code: "invalid" }]);
+        if (!headSha || !baseSha)
+          throw new HttpError(422, "Validation Failed", [{ resource: "PullRequest", field: headSha ? "base" : "head", code: "invalid" }]);
         if (repo.pulls.some((pr) => pr.state === "open" && pr.head === head && pr.base === base)) {
-          throw new HttpError(422, "Validation Failed", [{ resource: "PullRequest", code: "custom", message: `A pull request already exists for ${repo.owner}:${head}.` }]);
+          throw new HttpError(422, "Validation Failed", [
+            { resource: "PullRequest", code: "custom", message: `A pull request already exists for ${repo.owner}:${head}.` },
+          ]);
         }
         const pr: PullState = {
           number: this.#nextIssueNumber(repo),
@@ -535,13 +573,21 @@ export class GitHubDouble {
       case "issues/list-comments": {
         const issue = Number(p.issue_number);
         if (!repo.pulls.some((x) => x.number === issue)) throw new HttpError(404, "Not Found");
-        return this.#page(query, repo.comments.filter((c) => c.issue === issue), (c) => this.#commentBody(ctx, c), `${api}/issues/${issue}/comments`);
+        return this.#page(
+          query,
+          repo.comments.filter((c) => c.issue === issue),
+          (c) => this.#commentBody(ctx, c),
+          `${api}/issues/${issue}/comments`,
+        );
       }
       case "issues/create-comment": {
         const issue = Number(p.issue_number);
         if (!repo.pulls.some((x) => x.number === issue)) throw new HttpError(404, "Not Found");
         const c: CommentState = { id: this.#nextId++, issue, body: String(b.body), author: this.#login(), createdAt: now(), updatedAt: now() };
-        if (c.body.length > 65536) throw new HttpError(422, "Validation Failed", [{ resource: "IssueComment", field: "body", code: "custom", message: "body is too long (maximum is 65536 characters)" }]);
+        if (c.body.length > 65536)
+          throw new HttpError(422, "Validation Failed", [
+            { resource: "IssueComment", field: "body", code: "custom", message: "body is too long (maximum is 65536 characters)" },
+          ]);
         repo.comments.push(c);
         return { status: 201, body: this.#commentBody(ctx, c) };
       }
@@ -556,8 +602,19 @@ export class GitHubDouble {
         const sha = p.sha ?? "";
         if (!(await this.#isCommit(repo, sha))) throw new HttpError(422, "No commit found for SHA: " + sha.slice(0, 40));
         const description = typeof b.description === "string" ? b.description : null;
-        if (description && description.length > 140) throw new HttpError(422, "Validation Failed", [{ resource: "Status", field: "description", code: "custom", message: "description is too long (maximum is 140 characters)" }]);
-        const s: StatusState = { id: this.#nextId++, sha, state: String(b.state), context: typeof b.context === "string" ? b.context : "default", description, targetUrl: typeof b.target_url === "string" ? b.target_url : null, createdAt: now() };
+        if (description && description.length > 140)
+          throw new HttpError(422, "Validation Failed", [
+            { resource: "Status", field: "description", code: "custom", message: "description is too long (maximum is 140 characters)" },
+          ]);
+        const s: StatusState = {
+          id: this.#nextId++,
+          sha,
+          state: String(b.state),
+          context: typeof b.context === "string" ? b.context : "default",
+          description,
+          targetUrl: typeof b.target_url === "string" ? b.target_url : null,
+          createdAt: now(),
+        };
         repo.statuses.push(s);
         return {
           status: 201,
@@ -578,13 +635,18 @@ export class GitHubDouble {
       }
       case "repos/list-deployments": {
         const list = repo.deployments.filter(
-          (d) => (!query.get("sha") || d.sha === query.get("sha")) && (!query.get("ref") || d.ref === query.get("ref")) && (!query.get("environment") || d.environment === query.get("environment")) && (!query.get("task") || d.task === query.get("task")),
+          (d) =>
+            (!query.get("sha") || d.sha === query.get("sha")) &&
+            (!query.get("ref") || d.ref === query.get("ref")) &&
+            (!query.get("environment") || d.environment === query.get("environment")) &&
+            (!query.get("task") || d.task === query.get("task")),
         );
         return this.#page(query, [...list].reverse(), (d) => this.#deploymentBody(ctx, d), `${api}/deployments`);
       }
       case "repos/create-deployment": {
         const ref = String(b.ref);
-        const sha = (await this.#resolveRef(repo, `refs/heads/${ref}`)) ?? ((await this.#isCommit(repo, ref)) ? await git(["rev-parse", ref], { gitDir }) : null);
+        const sha =
+          (await this.#resolveRef(repo, `refs/heads/${ref}`)) ?? ((await this.#isCommit(repo, ref)) ? await git(["rev-parse", ref], { gitDir }) : null);
         if (!sha) throw new HttpError(422, `No ref found for: ${ref}`);
         const d: DeploymentState = {
           id: this.#nextId++,
@@ -606,10 +668,21 @@ export class GitHubDouble {
       case "repos/create-deployment-status": {
         const d = repo.deployments.find((x) => x.id === Number(p.deployment_id));
         if (!d) throw new HttpError(404, "Not Found");
-        if (op === "repos/list-deployment-statuses") return this.#page(query, [...d.statuses].reverse(), (s) => this.#deploymentStatusBody(ctx, d, s), `${api}/deployments/${d.id}/statuses`);
+        if (op === "repos/list-deployment-statuses")
+          return this.#page(query, [...d.statuses].reverse(), (s) => this.#deploymentStatusBody(ctx, d, s), `${api}/deployments/${d.id}/statuses`);
         const description = typeof b.description === "string" ? b.description : "";
-        if (description.length > 140) throw new HttpError(422, "Validation Failed", [{ resource: "DeploymentStatus", field: "description", code: "custom", message: "description is too long" }]);
-        const s = { id: this.#nextId++, state: String(b.state), description, environmentUrl: typeof b.environment_url === "string" ? b.environment_url : "", logUrl: typeof b.log_url === "string" ? b.log_url : "", createdAt: now() };
+        if (description.length > 140)
+          throw new HttpError(422, "Validation Failed", [
+            { resource: "DeploymentStatus", field: "description", code: "custom", message: "description is too long" },
+          ]);
+        const s = {
+          id: this.#nextId++,
+          state: String(b.state),
+          description,
+          environmentUrl: typeof b.environment_url === "string" ? b.environment_url : "",
+          logUrl: typeof b.log_url === "string" ? b.log_url : "",
+          createdAt: now(),
+        };
         d.statuses.push(s);
         // auto_inactive (default true): a new success marks earlier successful deployments of the environment inactive.
         if (s.state === "success" && b.auto_inactive !== false) {
@@ -631,7 +704,15 @@ export class GitHubDouble {
     if (!this.#options.app || id !== this.#options.app.installationId) throw new HttpError(404, "Not Found");
     const token = `ghs_${randomBytes(18).toString("hex")}`;
     this.#installationTokens.add(token);
-    return { status: 201, body: { token, expires_at: new Date(Date.now() + 3600_000).toISOString(), permissions: { contents: "write", pull_requests: "write", statuses: "write", deployments: "write", issues: "write" }, repository_selection: "all" } };
+    return {
+      status: 201,
+      body: {
+        token,
+        expires_at: new Date(Date.now() + 3600_000).toISOString(),
+        permissions: { contents: "write", pull_requests: "write", statuses: "write", deployments: "write", issues: "write" },
+        repository_selection: "all",
+      },
+    };
   }
 
   #installation(ctx: Ctx): Record<string, unknown> {
@@ -679,7 +760,9 @@ export class GitHubDouble {
   async #resolveRef(repo: RepoState, ref: string): Promise<string | null> {
     if (!/^refs\/[A-Za-z0-9_./-]+$/.test(ref) || ref.includes("..")) return null;
     const res = await runGit(["rev-parse", "--verify", "-q", `${ref}^{commit}`], { gitDir: repo.gitDir, okCodes: [1, 128] });
-    return res.code === 0 && (await runGit(["show-ref", "--verify", "-q", ref], { gitDir: repo.gitDir, okCodes: [1, 128] })).code === 0 ? res.stdout.trim() : null;
+    return res.code === 0 && (await runGit(["show-ref", "--verify", "-q", ref], { gitDir: repo.gitDir, okCodes: [1, 128] })).code === 0
+      ? res.stdout.trim()
+      : null;
   }
 
   async #isCommit(repo: RepoState, sha: string): Promise<boolean> {
@@ -692,7 +775,11 @@ export class GitHubDouble {
     return Buffer.from((await runGit(["cat-file", "blob", sha], { gitDir: repo.gitDir })).stdout, "utf8");
   }
 
-  async #writeTree(repo: RepoState, baseTree: string, entries: { path: string; mode: string; type?: string; sha?: string | null; content?: string }[]): Promise<string> {
+  async #writeTree(
+    repo: RepoState,
+    baseTree: string,
+    entries: { path: string; mode: string; type?: string; sha?: string | null; content?: string }[],
+  ): Promise<string> {
     const gitDir = repo.gitDir;
     const index = path.join(gitDir, `double-index-${randomBytes(8).toString("hex")}`);
     const env = { GIT_INDEX_FILE: index };
@@ -700,7 +787,8 @@ export class GitHubDouble {
       await git(["read-tree", baseTree], { gitDir, env });
       const lines: string[] = [];
       for (const e of entries) {
-        if (!e.path || e.path.startsWith("/") || e.path.split("/").some((s) => s === "" || s === "." || s === "..")) throw new HttpError(422, `tree.path "${e.path}" is invalid`);
+        if (!e.path || e.path.startsWith("/") || e.path.split("/").some((s) => s === "" || s === "." || s === ".."))
+          throw new HttpError(422, `tree.path "${e.path}" is invalid`);
         if (e.type !== undefined && e.type !== "blob") throw new HttpError(422, "the double supports blob entries only");
         if (e.sha === null) {
           // GitHub refuses to delete a path that is not in the base tree.
@@ -710,7 +798,8 @@ export class GitHubDouble {
         } else if (typeof e.content === "string") {
           lines.push(`${e.mode} ${await git(["hash-object", "-w", "--stdin"], { gitDir, input: e.content })}\t${e.path}`);
         } else if (typeof e.sha === "string") {
-          if ((await runGit(["cat-file", "-t", e.sha], { gitDir, okCodes: [128] })).stdout.trim() !== "blob") throw new HttpError(422, `tree.sha ${e.sha} is not a valid blob`);
+          if ((await runGit(["cat-file", "-t", e.sha], { gitDir, okCodes: [128] })).stdout.trim() !== "blob")
+            throw new HttpError(422, `tree.sha ${e.sha} is not a valid blob`);
           lines.push(`${e.mode} ${e.sha}\t${e.path}`);
         } else {
           throw new HttpError(422, "tree entry needs sha or content");
@@ -757,7 +846,12 @@ export class GitHubDouble {
   }
 
   #refBody(api: string, ref: string, sha: string): Record<string, unknown> {
-    return { ref, node_id: Buffer.from(`Ref:${ref}`).toString("base64"), url: `${api}/git/${ref}`, object: { type: "commit", sha, url: `${api}/git/commits/${sha}` } };
+    return {
+      ref,
+      node_id: Buffer.from(`Ref:${ref}`).toString("base64"),
+      url: `${api}/git/${ref}`,
+      object: { type: "commit", sha, url: `${api}/git/commits/${sha}` },
+    };
   }
 
   #commentBody(ctx: Ctx, c: CommentState): Record<string, unknown> {

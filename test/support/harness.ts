@@ -69,7 +69,11 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   // Without a logger of its own the service builds one as production does (secrets scrubbed).
   const service = await startService(config, {
     role: options.role ?? "all",
-    ...(options.logger ? { logger: options.logger } : options.logDestination ? { logDestination: options.logDestination } : { logger: createLogger({ level: "warn" }) }),
+    ...(options.logger
+      ? { logger: options.logger }
+      : options.logDestination
+        ? { logDestination: options.logDestination }
+        : { logger: createLogger({ level: "warn" }) }),
   });
   const base = service.url ?? "";
 

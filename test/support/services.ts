@@ -18,9 +18,7 @@ export async function checkRedis(url = TEST_REDIS_URL): Promise<void> {
     await redis.connect();
     await redis.ping();
   } catch (err) {
-    throw new Error(
-      `Redis is not reachable at ${url} (${(err as Error).message}). The tests need a real Redis; start it with: ${HOW_TO_START.redis}`,
-    );
+    throw new Error(`Redis is not reachable at ${url} (${(err as Error).message}). The tests need a real Redis; start it with: ${HOW_TO_START.redis}`);
   } finally {
     redis.disconnect();
   }
@@ -32,9 +30,7 @@ export async function checkMariaDb(url = TEST_MYSQL_URL): Promise<void> {
     conn = await mysql.createConnection({ uri: url, connectTimeout: 2000 });
     await conn.query("SELECT 1");
   } catch (err) {
-    throw new Error(
-      `MariaDB is not reachable at ${url} (${(err as Error).message}). The tests need a real MariaDB; start it with: ${HOW_TO_START.mariadb}`,
-    );
+    throw new Error(`MariaDB is not reachable at ${url} (${(err as Error).message}). The tests need a real MariaDB; start it with: ${HOW_TO_START.mariadb}`);
   } finally {
     await conn?.end();
   }
@@ -46,7 +42,13 @@ export function uniqueName(label: string): string {
 }
 
 /** The environment of a Stackrail installation on the test servers, in its own data dir and Redis prefix. */
-export function localServiceEnv(options: { dataDir: string; prefix: string; apiToken: string; passphrase: string; tokenName?: string }): Record<string, string> {
+export function localServiceEnv(options: {
+  dataDir: string;
+  prefix: string;
+  apiToken: string;
+  passphrase: string;
+  tokenName?: string;
+}): Record<string, string> {
   return {
     PORT: "0",
     HOST: "127.0.0.1",

@@ -54,8 +54,7 @@ async function pulumi(...args: string[]): Promise<CliResult> {
 /** Runs the CLI and fails the test with its output when it does not succeed. */
 async function pulumiOk(...args: string[]): Promise<string> {
   const r = await pulumi(...args);
-  if (r.code !== 0)
-    throw new Error(`pulumi ${args.join(" ")} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+  if (r.code !== 0) throw new Error(`pulumi ${args.join(" ")} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
 
@@ -82,23 +81,14 @@ ${extra}
 `;
 
 beforeAll(async () => {
-  expect(
-    existsSync(path.join(engine.binDir, "pulumi-language-nodejs")),
-    "run node scripts/install-engine.ts first",
-  ).toBe(true);
+  expect(existsSync(path.join(engine.binDir, "pulumi-language-nodejs")), "run node scripts/install-engine.ts first").toBe(true);
   mkdirSync(path.join(dir, "state"), { recursive: true });
   mkdirSync(path.join(dir, "home"), { recursive: true });
   mkdirSync(projectDir, { recursive: true });
   mkdirSync(policyDir, { recursive: true });
-  writeFileSync(
-    path.join(projectDir, "Pulumi.yaml"),
-    "name: lh-test\nruntime: nodejs\nmain: index.ts\n",
-  );
+  writeFileSync(path.join(projectDir, "Pulumi.yaml"), "name: lh-test\nruntime: nodejs\nmain: index.ts\n");
   // Its own package.json, so @pulumi/pulumi's runner treats this folder (not the repository) as the package.
-  writeFileSync(
-    path.join(projectDir, "package.json"),
-    JSON.stringify({ name: "lh-test", private: true, type: "module" }),
-  );
+  writeFileSync(path.join(projectDir, "package.json"), JSON.stringify({ name: "lh-test", private: true, type: "module" }));
   writeFileSync(path.join(projectDir, "index.ts"), program("hello"));
 
   writeFileSync(path.join(policyDir, "PulumiPolicy.yaml"), "runtime: nodejs\n");
@@ -145,9 +135,7 @@ describe("bare CLI on a runtime: nodejs project through Stackrail's language hos
       plugins: { name: string; kind: string; version: string }[];
       runtime: { language: string; version: string; executable: string } | null;
     };
-    expect(parsed.plugins).toContainEqual(
-      expect.objectContaining({ name: "nodejs", kind: "language", version: engine.version }),
-    );
+    expect(parsed.plugins).toContainEqual(expect.objectContaining({ name: "nodejs", kind: "language", version: engine.version }));
     expect(parsed.runtime?.language).toBe("nodejs");
     expect(parsed.runtime?.version).toMatch(/^24\./);
   });
@@ -157,9 +145,7 @@ describe("bare CLI on a runtime: nodejs project through Stackrail's language hos
     await pulumiOk("config", "set", "--stack", "dev", "--secret", "token", "s3cret");
 
     await pulumiOk("up", "--yes", "--stack", "dev", "--non-interactive");
-    const outputs = JSON.parse(
-      await pulumiOk("stack", "output", "--json", "--show-secrets", "--stack", "dev"),
-    ) as Record<string, unknown>;
+    const outputs = JSON.parse(await pulumiOk("stack", "output", "--json", "--show-secrets", "--stack", "dev")) as Record<string, unknown>;
     expect(outputs).toEqual({
       message: "hello from the language host",
       who: "tester",
@@ -167,26 +153,12 @@ describe("bare CLI on a runtime: nodejs project through Stackrail's language hos
     });
 
     // A policy pack runs through the language host's RunPlugin: passes on the current program...
-    const pass = await pulumi(
-      "preview",
-      "--stack",
-      "dev",
-      "--non-interactive",
-      "--policy-pack",
-      policyDir,
-    );
+    const pass = await pulumi("preview", "--stack", "dev", "--non-interactive", "--policy-pack", policyDir);
     expect(pass.code, pass.stdout + pass.stderr).toBe(0);
     expect(pass.stdout).toContain("lh-policy@v0.0.1");
     // ...and blocks a program that violates it.
     writeFileSync(path.join(projectDir, "index.ts"), program("HELLO"));
-    const blocked = await pulumi(
-      "preview",
-      "--stack",
-      "dev",
-      "--non-interactive",
-      "--policy-pack",
-      policyDir,
-    );
+    const blocked = await pulumi("preview", "--stack", "dev", "--non-interactive", "--policy-pack", policyDir);
     expect(blocked.code).not.toBe(0);
     expect(blocked.stdout).toContain("greeting is shouted: HELLO");
     writeFileSync(path.join(projectDir, "index.ts"), program("hello"));
@@ -203,10 +175,7 @@ describe("bare CLI on a runtime: nodejs project through Stackrail's language hos
     // util.inspect(err, { colors: true }), and on Node 24.9 that spins for 20-60 s (then throws and falls back) because
     // the source-mapped stack has frames like node_modules/@pulumi/resource.ts: nodejs/node#64011, fixed by
     // nodejs/node#64022. The outcome is the same, only slower; the string keeps this test fast.
-    writeFileSync(
-      path.join(projectDir, "index.ts"),
-      program("hello", `throw "boom from the program";`),
-    );
+    writeFileSync(path.join(projectDir, "index.ts"), program("hello", `throw "boom from the program";`));
     const failed = await pulumi("preview", "--stack", "dev", "--non-interactive");
     expect(failed.code).not.toBe(0);
     expect(failed.stdout + failed.stderr).toContain("boom from the program");

@@ -68,7 +68,10 @@ describe("GitHubFeedback through the GitHub double", () => {
     expect(double.requests.filter((r) => r.operationId === "issues/update-comment")).toHaveLength(5);
 
     for (const [i, sha] of shas.entries()) {
-      expect(double.statuses("acme", "app", sha).map((s) => `${s.context}:${s.state}`)).toEqual(["stackrail/preview:pending", `stackrail/preview:${i === 2 ? "failure" : "success"}`]);
+      expect(double.statuses("acme", "app", sha).map((s) => `${s.context}:${s.state}`)).toEqual([
+        "stackrail/preview:pending",
+        `stackrail/preview:${i === 2 ? "failure" : "success"}`,
+      ]);
     }
     const deployments = double.deployments("acme", "app");
     expect(deployments.map((d) => d.sha)).toEqual(shas);
@@ -177,7 +180,10 @@ describe("createFeedback", () => {
   });
 
   it("talks to GitHub with a token", async () => {
-    const feedback = await createFeedback({ github: { kind: "token", token: "ghp_testtoken000000000000000000000000" }, githubApiUrl: double.url }, { logger: logger(), clientOptions: { retryAfterBaseMs: 100, spaceWrites: false } });
+    const feedback = await createFeedback(
+      { github: { kind: "token", token: "ghp_testtoken000000000000000000000000" }, githubApiUrl: double.url },
+      { logger: logger(), clientOptions: { retryAfterBaseMs: 100, spaceWrites: false } },
+    );
     expect(feedback).toBeInstanceOf(GitHubFeedback);
   });
 });

@@ -98,7 +98,6 @@ export function previewEnvironment(pr: number): string {
   return `preview/pr-${pr}`;
 }
 
-
 const HEADLINE: Record<PreviewReport["phase"], string> = {
   running: "⏳ Preview environment is being updated",
   succeeded: "✅ Preview environment is ready",
@@ -112,7 +111,9 @@ export function renderPreviewComment(report: PreviewReport): string {
   lines.push(`**Pull request:** #${report.pr}${report.title ? ` ${inlineCode(report.title, { max: 120 })}` : ""}  `);
   lines.push(`**Commit:** ${inlineCode(report.headSha.slice(0, 12))}  `);
   if (report.environmentUrl && report.phase !== "destroyed") lines.push(`**Environment:** ${link(report.environmentUrl)}  `);
-  lines.push(`**Job:** ${report.jobUrl && isSafeUrl(report.jobUrl) ? link(report.jobUrl, report.jobId.replace(/[^A-Za-z0-9:_.-]/g, "")) : inlineCode(report.jobId)}`);
+  lines.push(
+    `**Job:** ${report.jobUrl && isSafeUrl(report.jobUrl) ? link(report.jobUrl, report.jobId.replace(/[^A-Za-z0-9:_.-]/g, "")) : inlineCode(report.jobId)}`,
+  );
   if (report.changes) {
     const c = report.changes;
     lines.push("", "| Create | Update | Delete | Unchanged |", "|---:|---:|---:|---:|", `| ${c.create} | ${c.update} | ${c.delete} | ${c.same ?? 0} |`);
@@ -145,7 +146,14 @@ export async function reportPreview(feedback: Feedback, report: PreviewReport): 
   const targetUrl = report.jobUrl && isSafeUrl(report.jobUrl) ? report.jobUrl : undefined;
   if (state) {
     records.push(
-      await feedback.commitStatus({ repo: report.repo, sha: report.headSha, context: PREVIEW_STATUS_CONTEXT, state, description: DESCRIPTION[report.phase], ...(targetUrl ? { targetUrl } : {}) }),
+      await feedback.commitStatus({
+        repo: report.repo,
+        sha: report.headSha,
+        context: PREVIEW_STATUS_CONTEXT,
+        state,
+        description: DESCRIPTION[report.phase],
+        ...(targetUrl ? { targetUrl } : {}),
+      }),
     );
   }
   const environment = previewEnvironment(report.pr);

@@ -49,7 +49,8 @@ export class GitHubFeedback implements Feedback {
     } catch (error) {
       const status = statusOf(error);
       const message = this.#scrub(error instanceof Error ? (error.message.split(" - ")[0] ?? "") : String(error));
-      if (status === undefined || status >= 500 || status === 429 || (status === 403 && /rate limit/i.test(message))) throw new TransientError(`${what}: GitHub answered ${status ?? "no response"}: ${message}`);
+      if (status === undefined || status >= 500 || status === 429 || (status === 403 && /rate limit/i.test(message)))
+        throw new TransientError(`${what}: GitHub answered ${status ?? "no response"}: ${message}`);
       throw new StackrailError(`${what}: GitHub answered ${status}: ${message}`);
     }
   }

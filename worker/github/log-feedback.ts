@@ -2,7 +2,16 @@
 // record, which the worker stores in the job's record (GET /v1/jobs/:id shows it).
 import type { Logger } from "../../core/logger.ts";
 import { stripCredentials } from "../gitops/git.ts";
-import { limit, type CommitStatusInput, type DeploymentInput, type Feedback, type FeedbackRecord, type RepoRef, type Scrub, type StickyCommentInput } from "./feedback.ts";
+import {
+  limit,
+  type CommitStatusInput,
+  type DeploymentInput,
+  type Feedback,
+  type FeedbackRecord,
+  type RepoRef,
+  type Scrub,
+  type StickyCommentInput,
+} from "./feedback.ts";
 
 export class LogFeedback implements Feedback {
   readonly #logger: Logger;
@@ -21,7 +30,9 @@ export class LogFeedback implements Feedback {
 
   stickyComment(input: StickyCommentInput): Promise<FeedbackRecord> {
     const body = limit(`${input.marker}\n${this.#scrub(input.body)}`, 65_000);
-    return Promise.resolve(this.#emit({ channel: "log", kind: "comment", target: `${input.repo.owner}/${input.repo.name}#${input.pr}`, action: "logged", body }));
+    return Promise.resolve(
+      this.#emit({ channel: "log", kind: "comment", target: `${input.repo.owner}/${input.repo.name}#${input.pr}`, action: "logged", body }),
+    );
   }
 
   commitStatus(input: CommitStatusInput): Promise<FeedbackRecord> {
@@ -54,7 +65,14 @@ export class LogFeedback implements Feedback {
 
   deactivateEnvironment(input: { repo: RepoRef; environment: string; description?: string }): Promise<FeedbackRecord[]> {
     return Promise.resolve([
-      this.#emit({ channel: "log", kind: "deployment", target: `${input.repo.owner}/${input.repo.name}:${input.environment}`, action: "logged", state: "inactive", body: limit(this.#scrub(input.description ?? ""), 140) }),
+      this.#emit({
+        channel: "log",
+        kind: "deployment",
+        target: `${input.repo.owner}/${input.repo.name}:${input.environment}`,
+        action: "logged",
+        state: "inactive",
+        body: limit(this.#scrub(input.description ?? ""), 140),
+      }),
     ]);
   }
 }

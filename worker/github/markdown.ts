@@ -4,7 +4,15 @@
 
 function isControl(code: number, keepNewlines: boolean): boolean {
   if (keepNewlines && (code === 0x0a || code === 0x09)) return false;
-  return code < 0x20 || code === 0x7f || (code >= 0x80 && code < 0xa0) || code === 0x2028 || code === 0x2029 || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069);
+  return (
+    code < 0x20 ||
+    code === 0x7f ||
+    (code >= 0x80 && code < 0xa0) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    (code >= 0x202a && code <= 0x202e) ||
+    (code >= 0x2066 && code <= 0x2069)
+  );
 }
 
 /** Control and bidi-override characters removed; newlines kept or folded. */

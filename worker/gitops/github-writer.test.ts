@@ -38,7 +38,9 @@ describe("GitHubWriter through the GitHub double", () => {
     const gitDir = double.gitDir("acme", "gitops");
     expect(await git(["rev-parse", "main"], { gitDir })).toBe(result.sha);
     expect(await commits()).toBe(2);
-    expect(await git(["show", "--name-only", "--format=%an <%ae>%n%s%n%b", "main"], { gitDir })).toMatch(/Stackrail <stackrail@users.noreply.github.com>[\s\S]*Job: job-1[\s\S]*webhook push/);
+    expect(await git(["show", "--name-only", "--format=%an <%ae>%n%s%n%b", "main"], { gitDir })).toMatch(
+      /Stackrail <stackrail@users.noreply.github.com>[\s\S]*Job: job-1[\s\S]*webhook push/,
+    );
     for (const f of await writer.listFiles("tenants/acme")) defaultCrdValidator().validateText((await writer.readFile(f)) ?? "", f);
 
     expect(await writer.commit(change("job-2"))).toEqual({ sha: null, changed: [] });
@@ -111,7 +113,9 @@ describe("GitHubWriter through the GitHub double", () => {
   it("the double refuses a wrong field (and would fail the test)", async () => {
     const client = await clientFor(double);
     const head = (await client.rest.git.getRef({ owner: "acme", repo: "gitops", ref: "heads/main" })).data.object.sha;
-    await expect(client.request("PATCH /repos/{owner}/{repo}/git/refs/{ref}", { owner: "acme", repo: "gitops", ref: "heads/main", sha: head, forced: false })).rejects.toMatchObject({ status: 422 });
+    await expect(
+      client.request("PATCH /repos/{owner}/{repo}/git/refs/{ref}", { owner: "acme", repo: "gitops", ref: "heads/main", sha: head, forced: false }),
+    ).rejects.toMatchObject({ status: 422 });
     expect(double.violations.join("\n")).toMatch(/must NOT have additional properties "forced"/);
     double.violations.length = 0;
   });
@@ -127,7 +131,8 @@ describe("createGitOpsWriter", () => {
     expect(parseGitHubTarget("github:acme/gitops")).toEqual({ owner: "acme", repo: "gitops", branch: "main" });
     expect(parseGitHubTarget("github:acme/gitops@env/prod")).toEqual({ owner: "acme", repo: "gitops", branch: "env/prod" });
     expect(parseGitHubTarget("/var/lib/gitops.git")).toBeNull();
-    for (const bad of ["github:acme", "github:acme/../x", "github:acme/gitops@../../x", "github:-x/y z"]) expect(() => parseGitHubTarget(bad)).toThrow(ConfigError);
+    for (const bad of ["github:acme", "github:acme/../x", "github:acme/gitops@../../x", "github:-x/y z"])
+      expect(() => parseGitHubTarget(bad)).toThrow(ConfigError);
   });
 
   it("builds a GitHub writer from config with a token", async () => {
@@ -137,7 +142,9 @@ describe("createGitOpsWriter", () => {
     );
     expect(writer).toBeInstanceOf(GitHubWriter);
     expect((await writer.commit(change("job-1"))).changed).toHaveLength(3);
-    await expect(createGitOpsWriter({ gitopsRepo: "github:acme/gitops", dataDir: "/x", github: { kind: "none" }, githubApiUrl: double.url })).rejects.toThrow(ConfigError);
+    await expect(createGitOpsWriter({ gitopsRepo: "github:acme/gitops", dataDir: "/x", github: { kind: "none" }, githubApiUrl: double.url })).rejects.toThrow(
+      ConfigError,
+    );
   });
 });
 
@@ -156,7 +163,11 @@ describe("GitHub App authentication", () => {
       });
       const writer = new GitHubWriter({ client, owner: "acme", repo: "gitops" });
       expect((await writer.commit(change("job-1"))).sha).toMatch(/^[0-9a-f]{40}$/);
-      expect(appDouble.requests.map((r) => r.operationId).slice(0, 3)).toEqual(["apps/get-repo-installation", "apps/create-installation-access-token", "git/get-ref"]);
+      expect(appDouble.requests.map((r) => r.operationId).slice(0, 3)).toEqual([
+        "apps/get-repo-installation",
+        "apps/create-installation-access-token",
+        "git/get-ref",
+      ]);
       expect(appDouble.violations).toEqual([]);
     } finally {
       await appDouble.close();

@@ -43,7 +43,8 @@ function asStackrailError(error: unknown, what: string): Error {
   if (error instanceof StackrailError) return error;
   const status = statusOf(error);
   const message = error instanceof Error ? (error.message.split(" - ")[0] ?? "") : String(error);
-  if (status === undefined || status >= 500 || status === 429 || (status === 403 && /rate limit/i.test(message))) return new TransientError(`${what}: GitHub answered ${status ?? "no response"}: ${message}`);
+  if (status === undefined || status >= 500 || status === 429 || (status === 403 && /rate limit/i.test(message)))
+    return new TransientError(`${what}: GitHub answered ${status ?? "no response"}: ${message}`);
   return new StackrailError(`${what}: GitHub answered ${status}: ${message}`);
 }
 
@@ -112,7 +113,14 @@ export class GitHubWriter implements GitOpsWriter {
     }
     if (entries.length === 0) return null;
     const { data: tree } = await this.#gh.createTree({ owner, repo, base_tree: current.tree, tree: entries });
-    const { data: commit } = await this.#gh.createCommit({ owner, repo, message: change.message, tree: tree.sha, parents: [parent], author: { ...COMMIT_AUTHOR } });
+    const { data: commit } = await this.#gh.createCommit({
+      owner,
+      repo,
+      message: change.message,
+      tree: tree.sha,
+      parents: [parent],
+      author: { ...COMMIT_AUTHOR },
+    });
     return { commit: commit.sha, changed };
   }
 

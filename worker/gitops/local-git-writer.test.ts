@@ -136,7 +136,12 @@ describe("LocalGitWriter on a remote", () => {
       a.commit({ jobId: "job-c", message: "job-c", files: renderTenantFiles({ ...TENANT, id: "charlie" }, INFRA, SETTINGS) }),
     ]);
     const files = await new LocalGitWriter({ repo: origin, dataDir: dir }).listFiles("tenants");
-    expect(files.filter((f) => f.endsWith("tenant.yaml"))).toEqual(["tenants/acme/tenant.yaml", "tenants/alpha/tenant.yaml", "tenants/bravo/tenant.yaml", "tenants/charlie/tenant.yaml"]);
+    expect(files.filter((f) => f.endsWith("tenant.yaml"))).toEqual([
+      "tenants/acme/tenant.yaml",
+      "tenants/alpha/tenant.yaml",
+      "tenants/bravo/tenant.yaml",
+      "tenants/charlie/tenant.yaml",
+    ]);
     expect(await count(origin)).toBe(5);
     expect((await b.commit({ jobId: "job-b2", message: "job-b2", files: renderTenantFiles({ ...TENANT, id: "bravo" }, INFRA, SETTINGS) })).sha).toBeNull();
   });

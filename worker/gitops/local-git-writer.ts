@@ -152,7 +152,8 @@ export class LocalGitWriter implements GitOpsWriter {
       okCodes: [128],
     });
     // An empty remote has no branch yet: the first commit creates it.
-    if (res.code !== 0 && !/couldn't find remote ref/i.test(res.stderr)) throw new TransientError(`fetching the GitOps repository failed: ${new GitCommandError(["fetch"], res.code, res.stderr).message}`);
+    if (res.code !== 0 && !/couldn't find remote ref/i.test(res.stderr))
+      throw new TransientError(`fetching the GitOps repository failed: ${new GitCommandError(["fetch"], res.code, res.stderr).message}`);
   }
 
   async #head(): Promise<string | null> {
@@ -219,7 +220,10 @@ export class LocalGitWriter implements GitOpsWriter {
       const built = await this.#build(old, change);
       if (!built) return { sha: null, changed: [] };
       // Never forced: a push that is not a fast-forward is refused and we re-apply on the new tip.
-      const res = await runGit(["push", "--quiet", "--porcelain", "origin", `${built.commit}:refs/heads/${this.#branch}`], { gitDir: this.#gitDir, okCodes: [1] });
+      const res = await runGit(["push", "--quiet", "--porcelain", "origin", `${built.commit}:refs/heads/${this.#branch}`], {
+        gitDir: this.#gitDir,
+        okCodes: [1],
+      });
       if (res.code === 0) {
         await git(["update-ref", this.#ref, built.commit], { gitDir: this.#gitDir });
         this.#logger?.info({ jobId: change.jobId, sha: built.commit, changed: built.changed }, "gitops commit pushed");

@@ -11,8 +11,14 @@ import { CANARY, INFRA, SETTINGS, TENANT } from "./fixtures.test-support.ts";
 describe("CRD copy", () => {
   const shared = path.resolve(import.meta.dirname, "../../../shared/fixtures/argocd-crds");
   it.runIf(existsSync(shared))("equals ../shared/fixtures/argocd-crds byte for byte", () => {
-    const names = readdirSync(shared).filter((f) => f.endsWith(".yaml")).sort();
-    expect(readdirSync(CRD_DIR).filter((f) => f.endsWith(".yaml")).sort()).toEqual(names);
+    const names = readdirSync(shared)
+      .filter((f) => f.endsWith(".yaml"))
+      .sort();
+    expect(
+      readdirSync(CRD_DIR)
+        .filter((f) => f.endsWith(".yaml"))
+        .sort(),
+    ).toEqual(names);
     for (const name of names) expect(readFileSync(path.join(CRD_DIR, name)).equals(readFileSync(path.join(shared, name)))).toBe(true);
   });
 });
@@ -33,7 +39,9 @@ describe("renderTenantFiles", () => {
   });
 
   it("deploys the tenant version into the tenant namespace with infra outputs as values, never a secret", () => {
-    const app = parse(files["tenants/acme/application.yaml"]!) as { spec: { source: { targetRevision: string; helm: { valuesObject: Record<string, Record<string, unknown>> } }; destination: { namespace: string } } };
+    const app = parse(files["tenants/acme/application.yaml"]!) as {
+      spec: { source: { targetRevision: string; helm: { valuesObject: Record<string, Record<string, unknown>> } }; destination: { namespace: string } };
+    };
     expect(app.spec.source.targetRevision).toBe("1.2.3");
     expect(app.spec.destination.namespace).toBe("tenant-acme");
     expect(app.spec.source.helm.valuesObject.database).toEqual({ host: INFRA.dbHost, port: 3306, name: "tenant_acme", existingSecret: "tenant-acme-db" });
@@ -56,7 +64,10 @@ describe("renderTenantFiles", () => {
 
   it("keeps protected tenants from being pruned or cascade-deleted", () => {
     const out = renderTenantFiles({ ...TENANT, protected: true }, INFRA, SETTINGS);
-    const app = parse(out["tenants/acme/application.yaml"]!) as { metadata: { finalizers?: string[] }; spec: { syncPolicy: { automated: { prune: boolean } } } };
+    const app = parse(out["tenants/acme/application.yaml"]!) as {
+      metadata: { finalizers?: string[] };
+      spec: { syncPolicy: { automated: { prune: boolean } } };
+    };
     expect(app.metadata.finalizers).toBeUndefined();
     expect(app.spec.syncPolicy.automated.prune).toBe(false);
     defaultCrdValidator().validateFiles(out);
@@ -100,7 +111,9 @@ describe("CrdValidator", () => {
   it("names the object and the failing path for a missing required field", () => {
     const bad = app();
     delete bad.spec!.destination;
-    expect(() => validator.validateObject(bad, "tenants/acme/application.yaml")).toThrow(/tenants\/acme\/application.yaml: Application "tenant-acme".*missing required field "destination"/);
+    expect(() => validator.validateObject(bad, "tenants/acme/application.yaml")).toThrow(
+      /tenants\/acme\/application.yaml: Application "tenant-acme".*missing required field "destination"/,
+    );
   });
 
   it("refuses unknown fields, wrong types and unknown kinds", () => {
@@ -110,7 +123,9 @@ describe("CrdValidator", () => {
     const wrongType = app();
     (wrongType.spec as Record<string, unknown>).revisionHistoryLimit = "ten";
     expect(() => validator.validateObject(wrongType)).toThrow(ManifestInvalidError);
-    expect(() => validator.validateObject({ apiVersion: "v1", kind: "Secret", metadata: { name: "x" }, data: { p: CANARY } })).toThrow(/no schema for this kind/);
+    expect(() => validator.validateObject({ apiVersion: "v1", kind: "Secret", metadata: { name: "x" }, data: { p: CANARY } })).toThrow(
+      /no schema for this kind/,
+    );
   });
 
   it("accepts int-or-string fields as either and nothing else", () => {
@@ -137,8 +152,29 @@ describe("paths", () => {
   });
 
   const hostile = [
-    "..", "../x", "../../etc/passwd", "/etc/passwd", "a/../../b", "acme/../../x", "tenants/../..", ".git", "acme\0", "acme\n..",
-    "ACME", "ac", "a".repeat(41), "a".repeat(10_000), "ac me", "acmé", "аcme" /* Cyrillic a */, "acme\u202e", "acme/", "~root", "C:\\x", "-acme", "",
+    "..",
+    "../x",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "a/../../b",
+    "acme/../../x",
+    "tenants/../..",
+    ".git",
+    "acme\0",
+    "acme\n..",
+    "ACME",
+    "ac",
+    "a".repeat(41),
+    "a".repeat(10_000),
+    "ac me",
+    "acmé",
+    "аcme" /* Cyrillic a */,
+    "acme\u202e",
+    "acme/",
+    "~root",
+    "C:\\x",
+    "-acme",
+    "",
   ];
 
   it("no input produces a path outside tenants/, previews/ and regions/", () => {

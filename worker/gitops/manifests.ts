@@ -100,7 +100,10 @@ function plainOf(what: string, v: string, re = /^[A-Za-z0-9_.:/-]{1,200}$/): str
 }
 
 /** Helm values from the allow-listed infrastructure outputs; anything else in `infra` is ignored. */
-export function helmValues(infra: InfraOutputs, extra: { tenantId?: string; tier?: string; region: string; version: string; namespace: string }): Record<string, unknown> {
+export function helmValues(
+  infra: InfraOutputs,
+  extra: { tenantId?: string; tier?: string; region: string; version: string; namespace: string },
+): Record<string, unknown> {
   const values: Record<string, unknown> = {
     image: { tag: extra.version },
     replicaCount: infra.replicas ?? 2,
@@ -116,7 +119,12 @@ export function helmValues(infra: InfraOutputs, extra: { tenantId?: string; tier
       keyPrefix: plainOf("cachePrefix", infra.cachePrefix, /^[A-Za-z0-9_:.-]{1,64}$/),
       existingSecret: labelOf("cacheCredentialsSecretName", infra.cacheCredentialsSecretName ?? infra.credentialsSecretName),
     },
-    stackrail: { region: extra.region, namespace: extra.namespace, ...(extra.tenantId ? { tenant: extra.tenantId } : {}), ...(extra.tier ? { tier: extra.tier } : {}) },
+    stackrail: {
+      region: extra.region,
+      namespace: extra.namespace,
+      ...(extra.tenantId ? { tenant: extra.tenantId } : {}),
+      ...(extra.tier ? { tier: extra.tier } : {}),
+    },
   };
   if (infra.replicas !== undefined && !(Number.isInteger(infra.replicas) && infra.replicas >= 0 && infra.replicas <= 100)) fail("replicas", "must be 0..100");
   const attachments: Record<string, string> = {};
@@ -127,7 +135,9 @@ export function helmValues(infra: InfraOutputs, extra: { tenantId?: string; tier
     values.ingress = {
       enabled: true,
       host: hostOf("hostname", infra.hostname),
-      ...(infra.certificateArn ? { certificateArn: plainOf("certificateArn", infra.certificateArn, /^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[0-9a-f-]{36}$/) } : {}),
+      ...(infra.certificateArn
+        ? { certificateArn: plainOf("certificateArn", infra.certificateArn, /^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[0-9a-f-]{36}$/) }
+        : {}),
     };
   }
   return values;

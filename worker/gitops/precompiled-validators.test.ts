@@ -134,7 +134,9 @@ describe("shared sub-schemas", () => {
   it("find the same errors at the same places as the schemas written out in full", () => {
     const shared = loadSchemas();
     const full = loadSchemas(CRD_DIR, { share: false });
-    expect(JSON.stringify(shared.get("argoproj.io/v1alpha1 ApplicationSet")).length).toBeLessThan(JSON.stringify(full.get("argoproj.io/v1alpha1 ApplicationSet")).length / 4);
+    expect(JSON.stringify(shared.get("argoproj.io/v1alpha1 ApplicationSet")).length).toBeLessThan(
+      JSON.stringify(full.get("argoproj.io/v1alpha1 ApplicationSet")).length / 4,
+    );
     const ajv = new Ajv(AJV_OPTIONS);
     const errorsOf = (schema: object, object: unknown) => {
       const validate = ajv.compile(schema);

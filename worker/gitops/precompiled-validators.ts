@@ -68,7 +68,10 @@ export function loadPrecompiled(crdDir: string = CRD_DIR, root: string = PRECOMP
  * temporary folder renamed into place, so a cut-off build leaves nothing half-written behind, and
  * removes the builds of other fingerprints.
  */
-export async function buildPrecompiled(crdDir: string = CRD_DIR, root: string = PRECOMPILED_DIR): Promise<{ fingerprint: string; built: boolean; bytes: number }> {
+export async function buildPrecompiled(
+  crdDir: string = CRD_DIR,
+  root: string = PRECOMPILED_DIR,
+): Promise<{ fingerprint: string; built: boolean; bytes: number }> {
   const fingerprint = currentFingerprint(crdDir);
   const dir = path.join(root, fingerprint);
   if (existsSync(path.join(dir, "index.json"))) return { fingerprint, built: false, bytes: 0 };

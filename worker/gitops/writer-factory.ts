@@ -45,14 +45,25 @@ export interface GitOpsWriterDeps {
   clientOptions?: { retryAfterBaseMs?: number; spaceWrites?: boolean };
 }
 
-export async function createGitOpsWriter(config: Pick<Config, "gitopsRepo" | "dataDir" | "github" | "githubApiUrl">, deps: GitOpsWriterDeps = {}): Promise<GitOpsWriter> {
+export async function createGitOpsWriter(
+  config: Pick<Config, "gitopsRepo" | "dataDir" | "github" | "githubApiUrl">,
+  deps: GitOpsWriterDeps = {},
+): Promise<GitOpsWriter> {
   const target = parseGitHubTarget(config.gitopsRepo);
   if (target === null) {
-    return new LocalGitWriter({ repo: config.gitopsRepo, dataDir: config.dataDir, ...(deps.logger ? { logger: deps.logger } : {}), ...(deps.validator ? { validator: deps.validator } : {}), ...(deps.now ? { now: deps.now } : {}), ...(deps.scrub ? { scrub: deps.scrub } : {}) });
+    return new LocalGitWriter({
+      repo: config.gitopsRepo,
+      dataDir: config.dataDir,
+      ...(deps.logger ? { logger: deps.logger } : {}),
+      ...(deps.validator ? { validator: deps.validator } : {}),
+      ...(deps.now ? { now: deps.now } : {}),
+      ...(deps.scrub ? { scrub: deps.scrub } : {}),
+    });
   }
   let client = deps.client;
   if (!client) {
-    if (config.github.kind === "none") throw new ConfigError("GITOPS_REPO", "a github: GitOps repository needs GITHUB_TOKEN or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY");
+    if (config.github.kind === "none")
+      throw new ConfigError("GITOPS_REPO", "a github: GitOps repository needs GITHUB_TOKEN or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY");
     client = await createGitHubClient({
       credentials: config.github,
       baseUrl: config.githubApiUrl,

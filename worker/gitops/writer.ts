@@ -59,7 +59,11 @@ function isControl(c: string): boolean {
 
 /** One line, printable, bounded: user-controlled text must not forge trailers or extra lines. */
 function oneLine(text: string, max = 120): string {
-  const flat = [...text].map((c) => (isControl(c) ? " " : c)).join("").replace(/\s+/g, " ").trim();
+  const flat = [...text]
+    .map((c) => (isControl(c) ? " " : c))
+    .join("")
+    .replace(/\s+/g, " ")
+    .trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
@@ -92,7 +96,8 @@ export function checkChange(change: GitOpsChange, validator: CrdValidator, scrub
   validator.validateFiles(change.files);
   if (scrub) {
     // The secret itself is never echoed: only where it was found.
-    if (scrub(change.message) !== change.message) throw new ManifestInvalidError(`commit message of job ${change.jobId} contains a secret value; nothing was written`);
+    if (scrub(change.message) !== change.message)
+      throw new ManifestInvalidError(`commit message of job ${change.jobId} contains a secret value; nothing was written`);
     for (const [p, text] of Object.entries(change.files)) {
       if (text !== null && scrub(text) !== text) throw new ManifestInvalidError(`${p}: contains a secret value; nothing was written`);
     }

@@ -46,7 +46,13 @@ function jobUrl(config: Config, jobId: string): string {
   return `${config.publicUrl}/v1/jobs/${encodeURIComponent(jobId)}`;
 }
 
-async function runPreviewStack(deps: PreviewDeps, ctx: StepContext, operation: "up" | "destroy", args: Record<string, string | number | boolean>, stack: string): Promise<OperationSummary> {
+async function runPreviewStack(
+  deps: PreviewDeps,
+  ctx: StepContext,
+  operation: "up" | "destroy",
+  args: Record<string, string | number | boolean>,
+  stack: string,
+): Promise<OperationSummary> {
   return deps.runner.run(
     { stack, projectName: PROJECT_NAME, operation, program: "preview", args, policyPacks: [] },
     { signal: ctx.signal, onProgress: (line) => void ctx.progress(line) },
@@ -59,7 +65,15 @@ export function previewUpHandler(deps: PreviewDeps): JobHandler<"preview.up"> {
     const now = (deps.now ?? Date.now)();
     const stack = previewStackName(repo.name, pr);
     const feedback = await deps.feedbackFor(repo);
-    const report: PreviewReport = { repo, pr, headSha, phase: "running", jobId: ctx.jobId, jobUrl: jobUrl(deps.config, ctx.jobId), ...(title ? { title } : {}) };
+    const report: PreviewReport = {
+      repo,
+      pr,
+      headSha,
+      phase: "running",
+      jobId: ctx.jobId,
+      jobUrl: jobUrl(deps.config, ctx.jobId),
+      ...(title ? { title } : {}),
+    };
     const records: FeedbackRecord[] = [];
 
     if (!(await deps.registry.admit(stack, repo, pr, deps.config.maxPreviews, now))) {
@@ -82,21 +96,35 @@ export function previewUpHandler(deps: PreviewDeps): JobHandler<"preview.up"> {
       const summary = await runPreviewStack(deps, ctx, "up", { repo: repo.name, pr, headSha, expiresAt, region: deps.config.previewRegion }, stack);
       const files = {
         ...(await regionFiles(deps.config, deps.writer, deps.config.previewRegion, true)),
-        ...renderPreviewFiles({ repoName: repo.name, pr, headSha, region: deps.config.previewRegion }, infraFromOutputs(summary.outputs, stack), gitopsSettings(deps.config)),
+        ...renderPreviewFiles(
+          { repoName: repo.name, pr, headSha, region: deps.config.previewRegion },
+          infraFromOutputs(summary.outputs, stack),
+          gitopsSettings(deps.config),
+        ),
       };
       const commit = await deps.writer.commit({
         jobId: ctx.jobId,
-        message: commitMessage({ jobId: ctx.jobId, kind: "preview", subject: `${repoSlug(repo.name)}-pr-${pr}`, trigger, summary: `at ${headSha.slice(0, 12)}` }),
+        message: commitMessage({
+          jobId: ctx.jobId,
+          kind: "preview",
+          subject: `${repoSlug(repo.name)}-pr-${pr}`,
+          trigger,
+          summary: `at ${headSha.slice(0, 12)}`,
+        }),
         files,
         subject: stack,
       });
       const outputs = scalarOutputs(summary.outputs);
       const url = typeof outputs.url === "string" ? outputs.url : undefined;
-      records.push(...(await reportPreview(feedback, { ...report, phase: "succeeded", changes: changes(summary), outputs, ...(url ? { environmentUrl: url } : {}) })));
+      records.push(
+        ...(await reportPreview(feedback, { ...report, phase: "succeeded", changes: changes(summary), outputs, ...(url ? { environmentUrl: url } : {}) })),
+      );
       return { stack, headSha, outputs, url: url ?? null, commit: commit.sha, resourceChanges: summary.resourceChanges, feedback: records };
     } catch (err) {
       const error = deps.scrubber.scrub(err instanceof Error ? err.message : String(err));
-      await reportPreview(feedback, { ...report, phase: "failed", error }).catch((e: unknown) => ctx.logger.warn({ err: e }, "could not report the failure on GitHub"));
+      await reportPreview(feedback, { ...report, phase: "failed", error }).catch((e: unknown) =>
+        ctx.logger.warn({ err: e }, "could not report the failure on GitHub"),
+      );
       throw err;
     }
   };
@@ -116,7 +144,13 @@ export function previewDestroyHandler(deps: PreviewDeps): JobHandler<"preview.de
     });
     await ctx.progress(`stack destroy ${stack}`);
     const now = new Date((deps.now ?? Date.now)() + deps.config.previewTtlMs).toISOString();
-    const summary = await runPreviewStack(deps, ctx, "destroy", { repo: repo.name, pr, headSha: headSha ?? "0".repeat(40), expiresAt: now, region: deps.config.previewRegion }, stack);
+    const summary = await runPreviewStack(
+      deps,
+      ctx,
+      "destroy",
+      { repo: repo.name, pr, headSha: headSha ?? "0".repeat(40), expiresAt: now, region: deps.config.previewRegion },
+      stack,
+    );
     await deps.registry.remove(stack);
     const records = await reportPreview(feedback, {
       repo,

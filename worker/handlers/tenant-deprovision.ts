@@ -51,13 +51,13 @@ export function tenantDeprovisionHandler(deps: DeprovisionDeps): JobHandler<"ten
       if (!(await databaseExists(deps.config.localMysqlUrl, names.database))) {
         await ctx.progress(`no database ${names.database} to back up (already gone)`);
       } else {
-      const b = await dumpDatabase({
-        mysqlUrl: deps.config.localMysqlUrl,
-        database: names.database,
-        outDir: path.join(deps.config.dataDir, "backups", tenantId),
-      });
-      backup = { file: path.relative(deps.config.dataDir, b.file), bytes: b.bytes };
-      await ctx.progress(`backup written: ${backup.file} (${b.bytes} bytes)`);
+        const b = await dumpDatabase({
+          mysqlUrl: deps.config.localMysqlUrl,
+          database: names.database,
+          outDir: path.join(deps.config.dataDir, "backups", tenantId),
+        });
+        backup = { file: path.relative(deps.config.dataDir, b.file), bytes: b.bytes };
+        await ctx.progress(`backup written: ${backup.file} (${b.bytes} bytes)`);
       }
     }
 

@@ -33,7 +33,10 @@ export async function regionFiles(
   region: Region,
   previews: boolean,
 ): Promise<Record<string, string>> {
-  const files = renderRegionFiles({ region, previews }, { ...gitopsSettings(config), gitopsRepoUrl: writer.source.repoURL, gitopsBranch: writer.source.revision });
+  const files = renderRegionFiles(
+    { region, previews },
+    { ...gitopsSettings(config), gitopsRepoUrl: writer.source.repoURL, gitopsBranch: writer.source.revision },
+  );
   const stale = await Promise.all(Object.entries(files).map(async ([file, text]) => ((await writer.readFile(file)) === text ? [] : [[file, text] as const])));
   return Object.fromEntries(stale.flat());
 }
@@ -64,9 +67,7 @@ export function infraFromOutputs(outputs: Record<string, unknown>, secretBase: s
 
 /** Stack outputs with every secret (already "[secret]") and credential-named value left out. */
 export function publicOutputs(outputs: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(
-    Object.entries(outputs).filter(([k, v]) => v !== SECRET_PLACEHOLDER && !SECRET_FIELD_NAME.test(k)),
-  );
+  return Object.fromEntries(Object.entries(outputs).filter(([k, v]) => v !== SECRET_PLACEHOLDER && !SECRET_FIELD_NAME.test(k)));
 }
 
 export interface TenantStackArgs {
