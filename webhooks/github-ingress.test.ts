@@ -268,6 +268,26 @@ describe("redelivery", () => {
     expect(await jobCount(edge)).toBe(before);
   });
 
+  it("redoes a delivery whose stored answer was lost with the same job ids, duplicating no job and no lane entry", async () => {
+    // The answer is stored after the 202, in the background; this is what a lost store looks like.
+    const pr = clone(examplesOf("pull_request").find((p) => p.action === "synchronize"))!;
+    (pr.pull_request as { number: number }).number = 4242;
+    const body = JSON.stringify(pr);
+    const deliveryId = crypto.randomUUID();
+    const first = await accepted(await deliver(edge, body, { event: "pull_request", deliveryId }));
+    expect(first.jobs).toHaveLength(1);
+    const before = await jobCount(edge);
+    const key = `${edge.prefix}:delivery:${deliveryId}`;
+    expect(await edge.redis.get(key)).toMatch(/^done:/);
+    await edge.redis.del(key);
+    const again = await accepted(await deliver(edge, body, { event: "pull_request", deliveryId }));
+    expect(again).toEqual(first);
+    expect(await jobCount(edge)).toBe(before);
+    const stack = (await edge.queue.getJobView(first.jobs[0]!))?.stack;
+    const lane = await edge.redis.lrange(`${edge.prefix}:lane:${stack ?? "?"}`, 0, -1);
+    expect(lane.filter((id) => id === first.jobs[0])).toHaveLength(1);
+  });
+
   it("50 concurrent copies of one delivery create exactly one set of jobs", async () => {
     const pr = clone(examplesOf("pull_request").find((p) => p.action === "synchronize"))!;
     (pr.pull_request as { number: number }).number = 77;

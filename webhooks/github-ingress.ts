@@ -63,7 +63,16 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressDeps): void {
   const prefix = deps.config.queuePrefix;
-  const once = new OnceStore(deps.redis, { pendingTtlMs: 30_000, doneTtlSeconds: DELIVERY_TTL_SECONDS, waitMs: 600 });
+  // The answer is stored in the background: a delivery's jobs have deterministic ids and adding or
+  // registering one twice is a no-op, so if the stored answer were lost, a redelivery after the
+  // 30 s marker would re-add the same jobs and answer the same ids. The jobs themselves are durable
+  // before the 202.
+  const once = new OnceStore(deps.redis, {
+    pendingTtlMs: 30_000,
+    doneTtlSeconds: DELIVERY_TTL_SECONDS,
+    waitMs: 600,
+    storeInBackground: { onStoreError: (err) => deps.logger.warn({ err }, "webhook delivery answer not stored; a redelivery will re-add the same jobs") },
+  });
   const prHeads = new RedisPrHeadStore(deps.redis, prefix);
   const verifiers = signatureVerifiers(deps.config.webhookSecrets);
 

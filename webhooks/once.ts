@@ -18,6 +18,13 @@ export interface OnceOptions {
   /** How long a concurrent copy waits for the first to finish. */
   waitMs: number;
   pollMs?: number;
+  /**
+   * Answer without waiting for the answer to be stored. Only for work that is itself idempotent
+   * (the same key always does the same, harmless-to-repeat thing): if the store is lost, the
+   * marker expires after `pendingTtlMs` and a retry redoes the work with the same result. Saves a
+   * Redis round trip per first call. A failed store is passed to `onStoreError`.
+   */
+  storeInBackground?: { onStoreError: (err: unknown) => void };
 }
 
 export type OnceResult<T> = { status: "first"; value: T } | { status: "replay"; value: T } | { status: "busy" };
@@ -58,7 +65,10 @@ export class OnceStore {
           throw err;
         }
         if (outcome.remember) {
-          await this.#redis.set(key, `${DONE}${JSON.stringify(outcome.value)}`, "EX", this.#options.doneTtlSeconds);
+          const stored = this.#redis.set(key, `${DONE}${JSON.stringify(outcome.value)}`, "EX", this.#options.doneTtlSeconds);
+          const background = this.#options.storeInBackground;
+          if (background) stored.catch(background.onStoreError);
+          else await stored;
         } else {
           await this.#redis.eval(DEL_IF_OURS, 1, key, marker);
         }
