@@ -16,5 +16,6 @@ export function observedRunner(runner: StackRunner, metrics: Metrics): StackRunn
         throw err;
       }
     },
+    close: () => runner.close?.(),
   };
 }

@@ -310,7 +310,14 @@ function classify(err: unknown, violations: string[]): ChildFailureError {
   return new ChildFailureError({ kind: "program", message: short });
 }
 
+let started = false;
+// A spare child (started ahead of its operation) whose worker went away has nothing to do.
+process.on("disconnect", () => {
+  if (!started) process.exit(0);
+});
+
 process.on("message", (raw: ParentMessage) => {
+  if (raw.type === "start") started = true;
   if (raw.type === "cancel") {
     // The Automation API turns this into SIGINT for the CLI: the engine's own graceful cancellation.
     abort.abort();

@@ -1,7 +1,12 @@
 // The Automation API runner: runs one Pulumi operation in a child process and turns its outcome
 // into a typed result or a typed error that decides the job's fate. Cancellation is graceful
 // first (the engine's own cancellation), then the whole process tree after a grace period.
-import { fork, execFileSync } from "node:child_process";
+//
+// Each operation still gets a process of its own, but the next one is started ahead of time: a
+// spare child loads the SDK and the programs (about 0.3 s) while the current operation runs, and
+// the next operation starts on it. An idle spare does not keep the worker alive and exits by itself when
+// the worker goes away.
+import { fork, execFileSync, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import type { EngineLocation } from "../core/engine.ts";
 import { CancelledError, OperationTimeoutError, PolicyViolationError, ProgramError, StackBusyError, StackrailError, TransientError } from "../core/errors.ts";
@@ -18,6 +23,8 @@ export interface RunnerSettings {
   readonly localRedisUrl: string;
   /** How long a cancelled operation may take to stop by itself before its process tree is killed. */
   readonly cancelGraceMs: number;
+  /** Keep a spare child started ahead of the next operation (default true). */
+  readonly prefork?: boolean;
 }
 
 export interface RunOptions {
@@ -28,6 +35,13 @@ export interface RunOptions {
 
 export interface StackRunner {
   run(request: StackOperationRequest, options?: RunOptions): Promise<OperationSummary>;
+  /** Stops the spare child, if any (the runner can still run operations afterwards, without one). */
+  close?(): void;
+}
+
+interface Spawned {
+  readonly child: ChildProcess;
+  stderrTail: string;
 }
 
 const CHILD = path.join(import.meta.dirname, "pulumi-child.ts");
@@ -70,9 +84,81 @@ export function killTree(pid: number, signal: NodeJS.Signals = "SIGKILL"): void 
 
 export class PulumiRunner implements StackRunner {
   readonly #settings: RunnerSettings;
+  readonly #env: NodeJS.ProcessEnv;
+  #spare: Spawned | undefined;
+  #closed = false;
 
   constructor(settings: RunnerSettings) {
     this.#settings = settings;
+    this.#env = {
+      ...process.env,
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PULUMI_HOME: path.join(settings.dataDir, "pulumi-home"),
+      PATH: `${settings.engine.binDir}:${path.dirname(settings.engine.node)}:${process.env.PATH ?? ""}`,
+      // Every operation starts several Node processes (the child, the dynamic-provider hosts, policy
+      // packs) that load the same modules; V8's on-disk code cache halves their start-up CPU.
+      NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(settings.dataDir, "node-compile-cache"),
+    };
+    if (settings.passphrase !== undefined) this.#env.PULUMI_CONFIG_PASSPHRASE = settings.passphrase;
+    this.#ensureSpare();
+  }
+
+  /** The pid of the idle spare child (tests). */
+  get sparePid(): number | undefined {
+    return this.#spare?.child.pid;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#spare?.child.kill("SIGKILL");
+    this.#spare = undefined;
+  }
+
+  #spawn(): Spawned {
+    const child = fork(CHILD, [], {
+      execPath: this.#settings.engine.node,
+      env: this.#env,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      serialization: "json",
+    });
+    const spawned: Spawned = { child, stderrTail: "" };
+    child.stderr?.on("data", (c: Buffer) => {
+      spawned.stderrTail = (spawned.stderrTail + c.toString()).slice(-4000);
+    });
+    child.stdout?.resume();
+    // A spawn failure surfaces when the child is used; an idle spare that fails is just dropped.
+    child.on("error", () => undefined);
+    return spawned;
+  }
+
+  #ensureSpare(): void {
+    if (this.#closed || this.#settings.prefork === false || this.#spare) return;
+    const spare = this.#spawn();
+    spare.child.unref();
+    spare.child.channel?.unref();
+    spare.child.once("exit", () => {
+      if (this.#spare === spare) this.#spare = undefined;
+    });
+    this.#spare = spare;
+  }
+
+  /** The spare child if it is still alive, or a new one; then starts the next spare. */
+  #take(): Spawned {
+    const spare = this.#spare;
+    this.#spare = undefined;
+    let taken: Spawned;
+    if (spare && spare.child.exitCode === null && spare.child.signalCode === null && spare.child.connected) {
+      spare.child.ref();
+      spare.child.channel?.ref();
+      taken = spare;
+    } else {
+      spare?.child.kill("SIGKILL");
+      taken = this.#spawn();
+    }
+    // The next operation's process starts now, so it is ready even for a job that follows this one
+    // at once; it loads while this operation mostly waits on the engine.
+    this.#ensureSpare();
+    return taken;
   }
 
   run(request: StackOperationRequest, options: RunOptions = {}): Promise<OperationSummary> {
@@ -91,29 +177,9 @@ export class PulumiRunner implements StackRunner {
       localMysqlUrl: s.localMysqlUrl,
       localRedisUrl: s.localRedisUrl,
     };
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      PULUMI_SKIP_UPDATE_CHECK: "true",
-      PULUMI_HOME: settings.pulumiHome,
-      PATH: `${s.engine.binDir}:${path.dirname(s.engine.node)}:${process.env.PATH ?? ""}`,
-      // Every operation starts several Node processes (this child, the dynamic-provider hosts, policy
-      // packs) that load the same modules; V8's on-disk code cache halves their start-up CPU.
-      NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(s.dataDir, "node-compile-cache"),
-    };
-    if (s.passphrase !== undefined) env.PULUMI_CONFIG_PASSPHRASE = s.passphrase;
-
     return new Promise<OperationSummary>((resolve, reject) => {
-      const child = fork(CHILD, [], {
-        execPath: s.engine.node,
-        env,
-        stdio: ["ignore", "pipe", "pipe", "ipc"],
-        serialization: "json",
-      });
-      let stderrTail = "";
-      child.stderr?.on("data", (c: Buffer) => {
-        stderrTail = (stderrTail + c.toString()).slice(-4000);
-      });
-      child.stdout?.resume();
+      const spawned = this.#take();
+      const child = spawned.child;
       let settled = false;
       let killTimer: NodeJS.Timeout | undefined;
       const settle = (fn: () => void): void => {
@@ -122,6 +188,8 @@ export class PulumiRunner implements StackRunner {
         if (killTimer) clearTimeout(killTimer);
         options.signal?.removeEventListener("abort", onAbort);
         fn();
+        // Normally a spare exists already (see #take); this replaces one that died meanwhile.
+        this.#ensureSpare();
       };
       const applied: Record<string, number> = {};
       const cancelError = (): Error => {
@@ -145,6 +213,7 @@ export class PulumiRunner implements StackRunner {
       if (options.signal?.aborted) {
         child.kill("SIGKILL");
         reject(cancelError());
+        this.#ensureSpare();
         return;
       }
       options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -180,7 +249,7 @@ export class PulumiRunner implements StackRunner {
         settle(() => {
           if (options.signal?.aborted) reject(cancelError());
           // A child that dies without answering (killed, out of memory) is worth another try.
-          else reject(new TransientError(`Pulumi process ended without a result (code ${code}, signal ${signal}): ${stderrTail.trim()}`));
+          else reject(new TransientError(`Pulumi process ended without a result (code ${code}, signal ${signal}): ${spawned.stderrTail.trim()}`));
         });
       });
       child.send({ type: "start", request, settings } satisfies ParentMessage);

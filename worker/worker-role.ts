@@ -132,6 +132,7 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
     async close(graceMs: number): Promise<void> {
       clearInterval(scheduler);
       await jobWorker.close(graceMs);
+      runner.close?.();
       await scheduleQueue.close();
       connection.disconnect();
       commands.disconnect();

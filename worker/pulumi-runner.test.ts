@@ -1,0 +1,93 @@
+// The runner's spare child: started ahead of the next operation, used by it, replaced afterwards,
+// and never left behind (close, or the worker process dying).
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { engineLocation } from "../core/engine.ts";
+import { PulumiRunner, type RunnerSettings } from "./pulumi-runner.ts";
+
+const dataDir = mkdtempSync(path.join(tmpdir(), "stackrail-runner-"));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+const settings: RunnerSettings = {
+  engine: engineLocation(),
+  backendUrl: `file://${path.join(dataDir, "state")}`,
+  passphrase: "runner-test-passphrase",
+  dataDir,
+  target: "local",
+  localMysqlUrl: "mysql://root@127.0.0.1:3306",
+  localRedisUrl: "redis://127.0.0.1:6379",
+  cancelGraceMs: 5_000,
+};
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("PulumiRunner spare child", () => {
+  it("runs the next operation on the child started ahead of it, then starts another", async () => {
+    const runner = new PulumiRunner(settings);
+    try {
+      const first = runner.sparePid;
+      expect(first).toBeTypeOf("number");
+      // An unknown program fails inside the child, after it has taken the operation.
+      const request = {
+        stack: "tenant-runner-spare",
+        projectName: "stackrail",
+        operation: "up" as const,
+        program: "no-such-program",
+        args: {},
+        policyPacks: [],
+      };
+      await expect(runner.run(request)).rejects.toThrow(/unknown program/);
+      await until("the used child to exit", () => !alive(first!));
+      const next = runner.sparePid;
+      expect(next).toBeTypeOf("number");
+      expect(next).not.toBe(first);
+      expect(alive(next!)).toBe(true);
+    } finally {
+      runner.close();
+    }
+  });
+
+  it("starts no spare when told not to, and close() stops the spare", async () => {
+    expect(new PulumiRunner({ ...settings, prefork: false }).sparePid).toBeUndefined();
+    const runner = new PulumiRunner(settings);
+    const pid = runner.sparePid!;
+    runner.close();
+    expect(runner.sparePid).toBeUndefined();
+    await until("the closed spare to exit", () => !alive(pid));
+  });
+
+  it("a spare exits by itself when its worker process is killed", async () => {
+    const script = [
+      `import { PulumiRunner } from ${JSON.stringify(path.join(import.meta.dirname, "pulumi-runner.ts"))};`,
+      `const runner = new PulumiRunner(${JSON.stringify(settings)});`,
+      `process.stdout.write(String(runner.sparePid) + "\\n");`,
+      `setInterval(() => undefined, 1000);`,
+    ].join("\n");
+    const worker = spawn(settings.engine.node, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    const pid = await new Promise<number>((resolve, reject) => {
+      worker.stdout.once("data", (c: Buffer) => resolve(Number(c.toString().trim())));
+      worker.once("exit", (code) => reject(new Error(`worker exited early (${code})`)));
+    });
+    expect(alive(pid)).toBe(true);
+    worker.kill("SIGKILL");
+    await until("the orphaned spare to exit", () => !alive(pid));
+  });
+});
