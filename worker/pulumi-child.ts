@@ -7,6 +7,7 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConcurrentUpdateError, LocalWorkspace, PulumiCommand, type EngineEvent, type OutputMap, type Stack } from "@pulumi/pulumi/automation/index.js";
+import { ValidationError } from "../core/errors.ts";
 import { POLICY_PACK_ENV, programFor } from "../programs/index.ts";
 import {
   SECRET_PLACEHOLDER,
@@ -329,7 +330,10 @@ process.on("message", (raw: ParentMessage) => {
       process.disconnect?.();
     },
     (err: unknown) => {
-      const failure = err instanceof ChildFailureError ? err.failure : { kind: "internal" as const, message: err instanceof Error ? err.message : String(err) };
+      const message = err instanceof Error ? err.message : String(err);
+      // An unknown program or invalid program arguments will not get better on a retry.
+      const failure =
+        err instanceof ChildFailureError ? err.failure : { kind: err instanceof ValidationError ? ("program" as const) : ("internal" as const), message };
       send({ type: "failed", failure });
       process.disconnect?.();
     },

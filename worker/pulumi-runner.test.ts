@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { engineLocation } from "../core/engine.ts";
+import { ProgramError } from "../core/errors.ts";
 import { PulumiRunner, type RunnerSettings } from "./pulumi-runner.ts";
 
 const dataDir = mkdtempSync(path.join(tmpdir(), "stackrail-runner-"));
@@ -54,7 +55,10 @@ describe("PulumiRunner spare child", () => {
         args: {},
         policyPacks: [],
       };
-      await expect(runner.run(request)).rejects.toThrow(/unknown program/);
+      // It is a program error (fails at once), not a transient one (retried).
+      const failure = runner.run(request);
+      await expect(failure).rejects.toThrow(/unknown program/);
+      await expect(failure).rejects.toBeInstanceOf(ProgramError);
       await until("the used child to exit", () => !alive(first!));
       const next = runner.sparePid;
       expect(next).toBeTypeOf("number");
