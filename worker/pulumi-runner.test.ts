@@ -1,7 +1,7 @@
 // The runner's spare child: started ahead of the next operation, used by it, replaced afterwards,
 // and never left behind (close, or the worker process dying).
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -76,6 +76,35 @@ describe("PulumiRunner spare child", () => {
     runner.close();
     expect(runner.sparePid).toBeUndefined();
     await until("the closed spare to exit", () => !alive(pid));
+  });
+
+  it("an idle spare does not keep its worker process alive, and goes with it", async () => {
+    const script = [
+      `import { PulumiRunner } from ${JSON.stringify(path.join(import.meta.dirname, "pulumi-runner.ts"))};`,
+      `const runner = new PulumiRunner(${JSON.stringify(settings)});`,
+      // After an operation: the spare started by taking the previous one is the one left idle.
+      `await runner.run({ stack: "tenant-runner-idle", projectName: "stackrail", operation: "up", program: "no-such-program", args: {}, policyPacks: [] }).catch(() => undefined);`,
+      `process.stdout.write(String(runner.sparePid) + "\\n");`,
+    ].join("\n");
+    // A file, not `-e`: the hang this guards against showed only with a module file.
+    const file = path.join(dataDir, "owner.ts");
+    writeFileSync(file, script);
+    const owner = spawn(settings.engine.node, [file], { stdio: ["ignore", "pipe", "inherit"] });
+    let pid = 0;
+    owner.stdout.on("data", (c: Buffer) => (pid = Number(c.toString().trim())));
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => {
+        owner.kill("SIGKILL");
+        resolve(-1);
+      }, 15_000);
+      owner.once("exit", (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    expect(code, "the process that owns an idle spare should exit by itself").toBe(0);
+    expect(pid).toBeGreaterThan(0);
+    await until("the spare to follow its worker", () => !alive(pid));
   });
 
   it("a spare exits by itself when its worker process is killed", async () => {

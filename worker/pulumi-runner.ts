@@ -7,8 +7,9 @@
 // the next operation starts on it. An idle spare does not keep the worker alive and exits by itself when
 // the worker goes away.
 import { fork, execFileSync, type ChildProcess } from "node:child_process";
+import { Socket } from "node:net";
 import path from "node:path";
-import type { EngineLocation } from "../core/engine.ts";
+import { PROJECT_ROOT, type EngineLocation } from "../core/engine.ts";
 import { CancelledError, OperationTimeoutError, PolicyViolationError, ProgramError, StackBusyError, StackrailError, TransientError } from "../core/errors.ts";
 import { STACK_NAME_PATTERN } from "../core/ids.ts";
 import type { ChildMessage, ChildSettings, OperationSummary, ParentMessage, StackOperationRequest } from "./pulumi-protocol.ts";
@@ -37,6 +38,16 @@ export interface StackRunner {
   run(request: StackOperationRequest, options?: RunOptions): Promise<OperationSummary>;
   /** Stops the spare child, if any (the runner can still run operations afterwards, without one). */
   close?(): void;
+}
+
+/** Whether a child's output pipes keep this process alive (they are net.Sockets at run time). */
+function holdPipes(child: ChildProcess, hold: boolean): void {
+  for (const pipe of [child.stdout, child.stderr]) {
+    if (pipe instanceof Socket) {
+      if (hold) pipe.ref();
+      else pipe.unref();
+    }
+  }
 }
 
 interface Spawned {
@@ -97,7 +108,8 @@ export class PulumiRunner implements StackRunner {
       PATH: `${settings.engine.binDir}:${path.dirname(settings.engine.node)}:${process.env.PATH ?? ""}`,
       // Every operation starts several Node processes (the child, the dynamic-provider hosts, policy
       // packs) that load the same modules; V8's on-disk code cache halves their start-up CPU.
-      NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(settings.dataDir, "node-compile-cache"),
+      // The cache is keyed by file contents and Node version, so one per project serves every data dir.
+      NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(PROJECT_ROOT, ".build", "node-compile-cache"),
     };
     if (settings.passphrase !== undefined) this.#env.PULUMI_CONFIG_PASSPHRASE = settings.passphrase;
     this.#ensureSpare();
@@ -134,8 +146,10 @@ export class PulumiRunner implements StackRunner {
   #ensureSpare(): void {
     if (this.#closed || this.#settings.prefork === false || this.#spare) return;
     const spare = this.#spawn();
+    // Neither the process, its IPC channel nor its output pipes may keep the worker alive.
     spare.child.unref();
     spare.child.channel?.unref();
+    holdPipes(spare.child, false);
     spare.child.once("exit", () => {
       if (this.#spare === spare) this.#spare = undefined;
     });
@@ -150,6 +164,7 @@ export class PulumiRunner implements StackRunner {
     if (spare && spare.child.exitCode === null && spare.child.signalCode === null && spare.child.connected) {
       spare.child.ref();
       spare.child.channel?.ref();
+      holdPipes(spare.child, true);
       taken = spare;
     } else {
       spare?.child.kill("SIGKILL");

@@ -1,19 +1,22 @@
 // The tenant-functions program under runtime mocks: Lambda in the tenant-code account (assumed
 // role), explicit deny of everything not granted, DLQ, reserved concurrency, correlation id, tags.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkResource } from "../policy/policies.ts";
 import { runWithMocks, type MockRun } from "./mock-harness.ts";
 import { tenantFunctionsArgsSchema } from "./schemas.ts";
 import { GRANTED_ACTIONS, tenantFunctionsProgram } from "./tenant-functions.ts";
 
 let run: MockRun;
+let dir: string;
 const roleArn = "arn:aws:iam::210987654321:role/stackrail-deployer";
 
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
 beforeAll(async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "stackrail-fn-"));
+  dir = mkdtempSync(path.join(tmpdir(), "stackrail-fn-"));
   const codePath = path.join(dir, "bundle.zip");
   writeFileSync(codePath, "not really a zip; mocks never read it");
   run = await runWithMocks(
