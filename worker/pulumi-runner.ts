@@ -40,8 +40,16 @@ export interface StackRunner {
   close?(): void;
 }
 
-/** Whether a child's output pipes keep this process alive (they are net.Sockets at run time). */
-function holdPipes(child: ChildProcess, hold: boolean): void {
+/** Whether a child keeps this process alive: its process handle, IPC channel and output pipes. */
+function holdAlive(child: ChildProcess, hold: boolean): void {
+  if (hold) {
+    child.ref();
+    child.channel?.ref();
+  } else {
+    child.unref();
+    child.channel?.unref();
+  }
+  // The pipes are net.Sockets at run time (typed as plain streams).
   for (const pipe of [child.stdout, child.stderr]) {
     if (pipe instanceof Socket) {
       if (hold) pipe.ref();
@@ -49,6 +57,8 @@ function holdPipes(child: ChildProcess, hold: boolean): void {
     }
   }
 }
+
+const pulumiHome = (dataDir: string): string => path.join(dataDir, "pulumi-home");
 
 interface Spawned {
   readonly child: ChildProcess;
@@ -104,7 +114,7 @@ export class PulumiRunner implements StackRunner {
     this.#env = {
       ...process.env,
       PULUMI_SKIP_UPDATE_CHECK: "true",
-      PULUMI_HOME: path.join(settings.dataDir, "pulumi-home"),
+      PULUMI_HOME: pulumiHome(settings.dataDir),
       PATH: `${settings.engine.binDir}:${path.dirname(settings.engine.node)}:${process.env.PATH ?? ""}`,
       // Every operation starts several Node processes (the child, the dynamic-provider hosts, policy
       // packs) that load the same modules; V8's on-disk code cache halves their start-up CPU.
@@ -146,10 +156,8 @@ export class PulumiRunner implements StackRunner {
   #ensureSpare(): void {
     if (this.#closed || this.#settings.prefork === false || this.#spare) return;
     const spare = this.#spawn();
-    // Neither the process, its IPC channel nor its output pipes may keep the worker alive.
-    spare.child.unref();
-    spare.child.channel?.unref();
-    holdPipes(spare.child, false);
+    // An idle spare must not keep the worker alive.
+    holdAlive(spare.child, false);
     spare.child.once("exit", () => {
       if (this.#spare === spare) this.#spare = undefined;
     });
@@ -162,9 +170,7 @@ export class PulumiRunner implements StackRunner {
     this.#spare = undefined;
     let taken: Spawned;
     if (spare && spare.child.exitCode === null && spare.child.signalCode === null && spare.child.connected) {
-      spare.child.ref();
-      spare.child.channel?.ref();
-      holdPipes(spare.child, true);
+      holdAlive(spare.child, true);
       taken = spare;
     } else {
       spare?.child.kill("SIGKILL");
@@ -183,7 +189,7 @@ export class PulumiRunner implements StackRunner {
     const s = this.#settings;
     const settings: ChildSettings = {
       workDir: path.join(s.dataDir, "workspaces", request.projectName, request.stack),
-      pulumiHome: path.join(s.dataDir, "pulumi-home"),
+      pulumiHome: pulumiHome(s.dataDir),
       backendUrl: s.backendUrl,
       engineDir: s.engine.dir,
       engineVersion: s.engine.version,
