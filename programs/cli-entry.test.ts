@@ -36,7 +36,8 @@ describe("Pulumi.yaml for the bare CLI", () => {
     pulumi("config", "set", "--stack", stack, "stackrail:program", "tenant");
     pulumi("config", "set", "--stack", stack, "stackrail:args", JSON.stringify({ tenantId: stack.slice("tenant-".length), tier: "pool", region: "eu-west-1" }));
     const out = pulumi("preview", "--stack", stack, "--diff");
-    expect(out).toContain("+ 8 to create");
+    // Owner token, two passwords, database, user, grant, cache user, directory, and the stack itself.
+    expect(out).toContain("+ 9 to create");
     expect(out).toContain(`t_${stack.slice("tenant-".length).replace(/-/g, "_")}`);
   });
 });

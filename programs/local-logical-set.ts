@@ -3,7 +3,7 @@
 // attachments directory, and the outputs the worker reads (credentials as secrets).
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { cacheRules, hostPort, privilegesFor, serverUrlInput, tenantDatabase } from "./logical.ts";
+import { cacheRules, hostPort, privilegesFor, serverUrlInput, stackOwner, tenantDatabase } from "./logical.ts";
 import type { LogicalNames } from "./naming.ts";
 import { Directory, GeneratedPassword, RedisAclUser } from "./local/resources.ts";
 
@@ -20,13 +20,15 @@ export interface LocalLogicalSpec {
 
 export function localLogicalSet(spec: LocalLogicalSpec): Record<string, unknown> {
   const { names } = spec;
+  const owner = stackOwner(names);
   const db = tenantDatabase({
     names,
+    owner,
     serverUrl: serverUrlInput(spec.mysqlUrl),
     privileges: privilegesFor(spec.readOnly),
     maxConnections: spec.maxConnections,
   });
-  const cachePassword = new GeneratedPassword(`${names.dbUser}-cache-password`, { length: 32 });
+  const cachePassword = new GeneratedPassword(`${names.label}-cache-password`, { length: 32 });
   const cacheUser = new RedisAclUser(`${names.cacheUser}-cache-user`, {
     serverUrl: serverUrlInput(spec.redisUrl),
     username: names.cacheUser,
@@ -34,10 +36,12 @@ export function localLogicalSet(spec: LocalLogicalSpec): Record<string, unknown>
     keyPrefix: names.keyPrefix,
     rules: cacheRules(spec.readOnly),
     purgeOnDelete: spec.purgeCacheOnDelete,
+    owner,
   });
   const dir = new Directory(`${names.key}-attachments`, {
     root: path.resolve(spec.dataDir, "attachments"),
     relativePath: names.attachmentsDir,
+    owner,
   });
   const mysql = hostPort(spec.mysqlUrl, 3306);
   const redis = hostPort(spec.redisUrl, 6379);
@@ -49,6 +53,7 @@ export function localLogicalSet(spec: LocalLogicalSpec): Record<string, unknown>
     databasePassword: db.password,
     cacheHost: redis.host,
     cachePort: redis.port,
+    cacheDb: Number(new URL(spec.redisUrl).pathname.slice(1) || "0"), // the database the app SELECTs (never the queue's by default)
     cacheUser: cacheUser.username,
     cacheKeyPrefix: cacheUser.keyPrefix,
     cachePassword: pulumi.secret(cachePassword.result),

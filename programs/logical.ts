@@ -2,6 +2,7 @@
 // and its grants limited to that database, made by the same code whether the server is the local
 // MariaDB or the regional Aurora cluster. Also the grant and cache rule sets per tier.
 import * as pulumi from "@pulumi/pulumi";
+import { TENANT_CACHE_DENIALS, TENANT_CONNECTION_COMMANDS } from "./cache-acl.ts";
 import type { AllowedPrivilege, LogicalNames } from "./naming.ts";
 import { GeneratedPassword, MysqlDatabase, MysqlGrant, MysqlUser } from "./local/resources.ts";
 
@@ -34,12 +35,12 @@ export function privilegesFor(readOnly: boolean): string[] {
 
 /**
  * Redis ACL command rules for a tenant. Keys and channels are confined to the tenant's prefix by
- * the ACL user itself (`~t:<id>:*`, `&t:<id>:*`); these rules also take away every command that
- * ignores key patterns and would reveal or touch other tenants' keys (SCAN, KEYS, RANDOMKEY,
- * FLUSHALL and the rest of @dangerous).
+ * the ACL user itself (`~t:<id>:*`, `&t:<id>:*`), but a key pattern only binds commands that name
+ * keys: @read and @write also hold server-wide ones (FUNCTION FLUSH, DBSIZE), so every command
+ * that is not confined to keys is denied after them, and only a few connection commands added.
  */
 export function cacheRules(readOnly: boolean): string[] {
-  return ["-@all", "+@read", ...(readOnly ? [] : ["+@write"]), "+@transaction", "+ping", "+echo", "+hello", "-@dangerous", "-scan", "-keys", "-randomkey"];
+  return ["-@all", "+@read", ...(readOnly ? [] : ["+@write"]), "+@transaction", ...TENANT_CACHE_DENIALS, ...TENANT_CONNECTION_COMMANDS];
 }
 
 /** Connection limits per kind of environment. */
@@ -47,6 +48,8 @@ export const MAX_CONNECTIONS = { pool: 20, silo: 100, preview: 5 } as const;
 
 export interface DatabaseSpec {
   names: LogicalNames;
+  /** From stackOwner(): the database and the user are created or adopted only as this owner's. */
+  owner: pulumi.Input<string>;
   serverUrl: pulumi.Input<string>;
   /** Host pattern of the MySQL account; `%` by default. */
   userHost?: string;
@@ -64,25 +67,37 @@ export interface DatabaseResult {
 
 export function tenantDatabase(spec: DatabaseSpec, opts: pulumi.CustomResourceOptions = {}): DatabaseResult {
   const { names } = spec;
-  const password = new GeneratedPassword(`${names.dbUser}-db-password`, { length: 32, rotation: spec.rotation ?? "0" }, opts);
-  const database = new MysqlDatabase(`${names.database}-database`, { serverUrl: spec.serverUrl, name: names.database }, opts);
+  const password = new GeneratedPassword(`${names.label}-db-password`, { length: 32, rotation: spec.rotation ?? "0" }, opts);
+  const database = new MysqlDatabase(`${names.database}-database`, { serverUrl: spec.serverUrl, name: names.database, owner: spec.owner }, opts);
   const user = new MysqlUser(
-    `${names.dbUser}-db-user`,
+    `${names.label}-db-user`,
     {
       serverUrl: spec.serverUrl,
       user: names.dbUser,
       host: spec.userHost ?? "%",
       password: password.result,
       maxConnections: spec.maxConnections,
+      owner: spec.owner,
     },
     opts,
   );
   const grant = new MysqlGrant(
-    `${names.dbUser}-db-grant`,
+    `${names.label}-db-grant`,
     { serverUrl: spec.serverUrl, user: user.user, host: user.host, database: database.name, privileges: spec.privileges },
     { ...opts, dependsOn: [user, database] },
   );
   return { database, user, grant, password: pulumi.secret(password.result) };
+}
+
+/**
+ * The owner of a stack's per-tenant objects: `<key>/<token>`, the token made once when the stack
+ * first comes up and kept in its state. A stack that lost its state, or another stack whose names
+ * collide, has another token, so the providers refuse what it did not make (and adopt an object
+ * only when their owner registry records this owner). Pass it to every per-tenant resource.
+ */
+export function stackOwner(names: LogicalNames, opts: pulumi.CustomResourceOptions = {}): pulumi.Output<string> {
+  const token = new GeneratedPassword(`${names.key}-owner`, { length: 32 }, opts);
+  return pulumi.secret(pulumi.interpolate`${names.key}/${token.result}`);
 }
 
 /** Server URLs carrying a password become secrets before they reach any resource. */

@@ -33,16 +33,28 @@ export type AllowedPrivilege = (typeof ALLOWED_PRIVILEGES)[number];
 
 export const REDIS_USER_PATTERN = /^[a-z][a-z0-9:_-]{0,79}$/;
 
-function shortHash(value: string): string {
-  return createHash("sha256").update(value).digest("hex").slice(0, 8);
+/** 80 bits: finding another key with the same hash (a targeted collision) is out of reach. */
+const HASH_HEX = 20;
+
+function keyHash(value: string): string {
+  return createHash("sha256").update(value).digest("hex").slice(0, HASH_HEX);
 }
 
+/**
+ * Names over `max` keep a readable head and end in `_<hash>_`. The trailing `_` is the marker:
+ * an untruncated name ends in the key's last character, never `_` (keys end in [a-z0-9]), so no
+ * key, present or future, spells a truncated name; two truncated names meet only if their keys'
+ * 80-bit hashes do. Names that fit are unchanged (existing stacks keep theirs).
+ */
 function fit(name: string, max: number, key: string): string {
   if (name.length <= max) return name;
-  return `${name.slice(0, max - 9)}_${shortHash(key)}`;
+  return `${name.slice(0, max - HASH_HEX - 2)}_${keyHash(key)}_`;
 }
 
 export type Scope = "tenant" | "silo" | "preview";
+
+/** Tenant ids and preview keys (`<repo>-pr-<n>`) as names are derived from them. */
+const KEY_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,58}[a-z0-9])?$/;
 
 /** The logical names of one tenant (or preview environment) on its servers. */
 export interface LogicalNames {
@@ -50,6 +62,12 @@ export interface LogicalNames {
   readonly key: string;
   readonly database: string;
   readonly dbUser: string;
+  /**
+   * Prefix of the stack's resource names. The MySQL user name, except for ids over 30 characters:
+   * there it is the user name versions before issue 11 derived, so existing stacks keep their
+   * resources (and passwords) and only the MySQL user is renamed.
+   */
+  readonly label: string;
   readonly cacheUser: string;
   /** Every key the tenant may touch starts with this, e.g. `t:acme:`. */
   readonly keyPrefix: string;
@@ -63,13 +81,15 @@ export interface LogicalNames {
  * next to the source and cuts over, keeping the tenant id. Previews: `p_<repo>_pr_<n>`.
  */
 export function logicalNames(scope: Scope, key: string): LogicalNames {
-  if (!/^[a-z0-9][a-z0-9-]{0,59}$/.test(key)) throw new RangeError(`not a usable tenant or preview key: ${key}`);
+  // The last character is never `-`: see fit() for why names must not end in `_`.
+  if (!KEY_PATTERN.test(key)) throw new RangeError(`not a usable tenant or preview key: ${key}`);
   const letter = scope === "tenant" ? "t" : scope === "silo" ? "s" : "p";
   const sql = `${letter}_${key.replace(/-/g, "_")}`;
   const names: LogicalNames = {
     key,
     database: fit(sql, MYSQL_DB_MAX, key),
     dbUser: fit(sql, MYSQL_USER_MAX, key),
+    label: sql.length <= MYSQL_USER_MAX ? sql : `${sql.slice(0, MYSQL_USER_MAX - 9)}_${keyHash(key).slice(0, 8)}`,
     cacheUser: `${letter}-${key}`,
     // Pool and silo tenants share one key space contract: `t:<id>:`.
     keyPrefix: `${scope === "preview" ? "p" : "t"}:${key}:`,

@@ -20,7 +20,8 @@ const SQL_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 export async function databaseExists(mysqlUrl: string, database: string): Promise<boolean> {
   const conn = await mysql.createConnection({ uri: mysqlUrl, connectTimeout: 3000 });
   try {
-    const [rows] = await conn.query<mysql.RowDataPacket[]>("SHOW DATABASES LIKE ?", [database]);
+    // An exact comparison: in `SHOW DATABASES LIKE` a tenant's `_` matches any character.
+    const [rows] = await conn.query<mysql.RowDataPacket[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [database]);
     return rows.length > 0;
   } finally {
     await conn.end();
@@ -31,7 +32,8 @@ export async function dumpDatabase(options: { mysqlUrl: string; database: string
   if (!SQL_NAME.test(options.database)) throw new ProgramError("refusing to dump a database with an unexpected name");
   const url = new URL(options.mysqlUrl);
   const stamp = (options.now ?? new Date()).toISOString().replace(/[:.]/g, "-");
-  mkdirSync(options.outDir, { recursive: true });
+  // A dump holds every row of the tenant: private to this user (issue 11, finding 12).
+  mkdirSync(options.outDir, { recursive: true, mode: 0o700 });
   const file = path.join(options.outDir, `${options.database}-${stamp}.sql.gz`);
   const args = [
     `--host=${url.hostname || "127.0.0.1"}`,

@@ -44,6 +44,9 @@ describe("aws tenant program (mocked)", () => {
     const grant = run.one(`${DYN}MysqlGrant`);
     expect(grant.inputs).toMatchObject({ user: "t_acme", database: "t_acme", privileges: APP_PRIVILEGES });
     expect(run.one(`${DYN}MysqlUser`).inputs).toMatchObject({ user: "t_acme", maxConnections: 20 });
+    // Database and user are made or adopted only as this stack's (issue 11 finding 2).
+    for (const type of ["MysqlDatabase", "MysqlUser"]) expect(JSON.stringify(run.one(`${DYN}${type}`).inputs.owner)).toContain("acme/");
+    expect(grant.inputs.databaseMatch).toBe("exact");
     expect(run.ofType("aws:rds/cluster:Cluster")).toHaveLength(0); // pool: no dedicated server
 
     const user = run.one("aws:elasticache/user:User");

@@ -9,7 +9,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { previewKey } from "../../core/ids.ts";
-import { MAX_CONNECTIONS, cacheRules, privilegesFor, tenantDatabase } from "../logical.ts";
+import { MAX_CONNECTIONS, cacheRules, privilegesFor, stackOwner, tenantDatabase } from "../logical.ts";
 import { logicalNames, type LogicalNames } from "../naming.ts";
 import { GeneratedPassword } from "../local/resources.ts";
 import { previewLabels, type PreviewArgs } from "../preview.ts";
@@ -111,10 +111,16 @@ function awsTenant(spec: AwsTenantSpec): Record<string, unknown> {
   }
 
   // Same code as the local target: database, user with a connection limit, grants on that database only.
-  const db = tenantDatabase({ names, serverUrl: mysqlAdminUrl, privileges: privilegesFor(sizing.readOnly), maxConnections: sizing.maxConnections });
+  const db = tenantDatabase({
+    names,
+    owner: stackOwner(names),
+    serverUrl: mysqlAdminUrl,
+    privileges: privilegesFor(sizing.readOnly),
+    maxConnections: sizing.maxConnections,
+  });
 
   // Cache: an ElastiCache RBAC user with the same ACL rules as the local Redis user.
-  const cachePassword = new GeneratedPassword(`${names.dbUser}-cache-password`, { length: 32 });
+  const cachePassword = new GeneratedPassword(`${names.label}-cache-password`, { length: 32 });
   const accessString = ["on", `~${names.keyPrefix}*`, `&${names.keyPrefix}*`, ...cacheRules(sizing.readOnly)].join(" ");
   const cacheUser = new aws.elasticache.User(
     `${names.cacheUser}-cache-user`,

@@ -1,5 +1,6 @@
 // The shape every local operation module implements. Kept free of runtime imports from
 // @pulumi/pulumi: these modules are loaded inside the dynamic-provider host process.
+import { createHash } from "node:crypto";
 
 export interface DiffResult {
   changes: boolean;
@@ -73,4 +74,42 @@ export function strings(props: Props, key: string): string[] {
   const v = props[key];
   if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) throw new Error(`input ${key} must be a list of strings`);
   return v;
+}
+
+/**
+ * Who may have a per-tenant object: `<key>/<token>`, the tenant id or preview key and a random
+ * token made once per stack incarnation (a GeneratedPassword in the stack). A stack that lost its
+ * state, or another stack with a colliding name, holds a different token.
+ */
+const OWNER_PATTERN = /^([a-z0-9](?:[a-z0-9-]{0,58}[a-z0-9])?)\/([A-Za-z0-9]{16,128})$/;
+
+/**
+ * What an owner registry stores for `owner`: the key (so an operator sees whose it is) and a
+ * digest of the whole value (so the registry never holds the token itself).
+ */
+export function ownerRecord(owner: string): string {
+  const m = OWNER_PATTERN.exec(owner);
+  if (!m) throw new Error("input owner must be <key>/<token>");
+  return `${m[1]}/${createHash("sha256").update(owner, "utf8").digest("hex")}`;
+}
+
+/** The owner record of a resource's props, or undefined for state written before owners existed. */
+export function ownerOf(props: Props): string | undefined {
+  return props.owner === undefined ? undefined : ownerRecord(str(props, "owner"));
+}
+
+// Refusals: static text around names only (these messages reach job records and PR comments), never
+// the other owner's key or token. The engine reports them as a failed resource operation, which the
+// worker classifies as a program error: the job fails at once, without retries.
+
+export function notRecordedError(what: string, name: string): Error {
+  return new Error(
+    `ownership refused: ${what} ${name} exists but is not recorded as this tenant's; remove it, or deprovision the tenant or preview that made it, then run again`,
+  );
+}
+
+export function ownedByOtherError(what: string, name: string): Error {
+  return new Error(
+    `ownership refused: ${what} ${name} is recorded as owned by another tenant or an earlier incarnation of this stack; deprovision that one (or remove the object and its owner record) first`,
+  );
 }

@@ -43,10 +43,19 @@ const providers: Record<Kind, pulumi.dynamic.ResourceProvider> = {
 /** Server URLs may carry an admin password: they are always stored as secrets. */
 const SECRET_SERVER = ["serverUrl"];
 
+/**
+ * Every per-tenant object (database, user, cache user, directory) names its owner: `<key>/<token>`,
+ * the token made once per stack (see stackOwner in ../logical.ts). The provider creates or adopts an
+ * object only when its server's owner registry names this owner, or names nobody and the object
+ * does not exist. Not a credential, but kept secret like the token it comes from.
+ */
+type OwnerInput = pulumi.Input<string>;
+
 export interface MysqlDatabaseArgs {
   serverUrl: pulumi.Input<string>;
   name: pulumi.Input<string>;
   charset?: pulumi.Input<string>;
+  owner: OwnerInput;
 }
 
 export class MysqlDatabase extends pulumi.dynamic.Resource {
@@ -55,8 +64,8 @@ export class MysqlDatabase extends pulumi.dynamic.Resource {
     super(
       providers["mysql-database"],
       name,
-      { serverUrl: args.serverUrl, name: args.name, charset: args.charset ?? "utf8mb4" },
-      { ...opts, additionalSecretOutputs: SECRET_SERVER },
+      { serverUrl: args.serverUrl, name: args.name, charset: args.charset ?? "utf8mb4", owner: args.owner },
+      { ...opts, additionalSecretOutputs: [...SECRET_SERVER, "owner"] },
       "stackrail",
       "MysqlDatabase",
     );
@@ -69,6 +78,7 @@ export interface MysqlUserArgs {
   host?: pulumi.Input<string>;
   password: pulumi.Input<string>;
   maxConnections: pulumi.Input<number>;
+  owner: OwnerInput;
 }
 
 export class MysqlUser extends pulumi.dynamic.Resource {
@@ -84,8 +94,9 @@ export class MysqlUser extends pulumi.dynamic.Resource {
         host: args.host ?? "%",
         password: pulumi.secret(args.password),
         maxConnections: args.maxConnections,
+        owner: args.owner,
       },
-      { ...opts, additionalSecretOutputs: [...SECRET_SERVER, "password"] },
+      { ...opts, additionalSecretOutputs: [...SECRET_SERVER, "password", "owner"] },
       "stackrail",
       "MysqlUser",
     );
@@ -106,7 +117,8 @@ export class MysqlGrant extends pulumi.dynamic.Resource {
     super(
       providers["mysql-grant"],
       name,
-      { serverUrl: args.serverUrl, user: args.user, host: args.host, database: args.database, privileges: args.privileges },
+      // Grants name exactly one database (`_` escaped); stacks from before this input update in place.
+      { serverUrl: args.serverUrl, user: args.user, host: args.host, database: args.database, privileges: args.privileges, databaseMatch: "exact" },
       { ...opts, additionalSecretOutputs: SECRET_SERVER },
       "stackrail",
       "MysqlGrant",
@@ -123,6 +135,7 @@ export interface RedisAclUserArgs {
   rules: pulumi.Input<pulumi.Input<string>[]>;
   /** Delete the tenant's keys when the user is deleted. */
   purgeOnDelete?: pulumi.Input<boolean>;
+  owner: OwnerInput;
 }
 
 export class RedisAclUser extends pulumi.dynamic.Resource {
@@ -139,8 +152,9 @@ export class RedisAclUser extends pulumi.dynamic.Resource {
         keyPrefix: args.keyPrefix,
         rules: args.rules,
         purgeOnDelete: args.purgeOnDelete ?? true,
+        owner: args.owner,
       },
-      { ...opts, additionalSecretOutputs: [...SECRET_SERVER, "password"] },
+      { ...opts, additionalSecretOutputs: [...SECRET_SERVER, "password", "owner"] },
       "stackrail",
       "RedisAclUser",
     );
@@ -150,12 +164,20 @@ export class RedisAclUser extends pulumi.dynamic.Resource {
 export interface DirectoryArgs {
   root: pulumi.Input<string>;
   relativePath: pulumi.Input<string>;
+  owner: OwnerInput;
 }
 
 export class Directory extends pulumi.dynamic.Resource {
   declare readonly path: pulumi.Output<string>;
   constructor(name: string, args: DirectoryArgs, opts?: pulumi.CustomResourceOptions) {
-    super(providers.directory, name, { root: args.root, relativePath: args.relativePath, path: undefined }, opts, "stackrail", "Directory");
+    super(
+      providers.directory,
+      name,
+      { root: args.root, relativePath: args.relativePath, owner: args.owner, path: undefined },
+      { ...opts, additionalSecretOutputs: ["owner"] },
+      "stackrail",
+      "Directory",
+    );
   }
 }
 

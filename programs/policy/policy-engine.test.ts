@@ -3,9 +3,11 @@
 // applied; a compliant program passes. Uses the local target's dynamic resources, which the
 // `tenant-grants-confined` rule covers on both targets (no aws provider plugin exists here).
 import { randomBytes } from "node:crypto";
+import * as pulumi from "@pulumi/pulumi";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_MYSQL_URL } from "../../test/support/services.ts";
+import { OWNER_REGISTRY } from "../local/mysql-ops.ts";
 import { GeneratedPassword, MysqlDatabase, MysqlGrant, MysqlUser } from "../local/resources.ts";
 import { testWorkspace, type TestWorkspace } from "../testing.ts";
 import { POLICY_PACK_DIR } from "./location.ts";
@@ -18,15 +20,16 @@ let admin: mysql.Connection;
 function program(database: string, privileges: string[]) {
   return () => {
     const pw = new GeneratedPassword("pw", {});
-    const db = new MysqlDatabase("db", { serverUrl: TEST_MYSQL_URL, name: dbName });
-    const user = new MysqlUser("user", { serverUrl: TEST_MYSQL_URL, user: dbName, password: pw.result, maxConnections: 3 });
+    const owner = pulumi.interpolate`pol-${suffix}/${new GeneratedPassword("owner", {}).result}`;
+    const db = new MysqlDatabase("db", { serverUrl: TEST_MYSQL_URL, name: dbName, owner });
+    const user = new MysqlUser("user", { serverUrl: TEST_MYSQL_URL, user: dbName, password: pw.result, maxConnections: 3, owner });
     new MysqlGrant("grant", { serverUrl: TEST_MYSQL_URL, user: user.user, host: user.host, database, privileges }, { dependsOn: [db] });
     return Promise.resolve({});
   };
 }
 
 async function exists(): Promise<boolean> {
-  const [rows] = await admin.query("SHOW DATABASES LIKE ?", [dbName]);
+  const [rows] = await admin.query("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [dbName]);
   return (rows as unknown[]).length > 0;
 }
 
@@ -38,6 +41,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await admin.query(`DROP DATABASE IF EXISTS \`${dbName}\``);
   await admin.query("DROP USER IF EXISTS ?@'%'", [dbName]);
+  await admin.query(`DELETE FROM ${OWNER_REGISTRY} WHERE name IN (?, ?)`, [dbName, `${dbName}@%`]).catch(() => undefined); // no registry yet
   await admin.end();
   ws.dispose();
 });

@@ -3,6 +3,8 @@
 // programs name them), and Redis key prefixes.
 import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
+import { OWNER_REGISTRY } from "../../programs/local/mysql-ops.ts";
+import { ACL_OWNERS_KEY } from "../../programs/local/redis-ops.ts";
 import { logicalNames, type Scope } from "../../programs/naming.ts";
 import { TEST_MYSQL_URL, TEST_REDIS_URL } from "./services.ts";
 
@@ -38,7 +40,11 @@ export async function dropLocalLeftovers(scope: Scope, keys: readonly string[]):
       const n = logicalNames(scope, key);
       await db.query(`DROP DATABASE IF EXISTS \`${n.database}\``);
       await db.query(`DROP USER IF EXISTS '${n.dbUser}'@'%', '${n.dbUser}'@'localhost', '${n.dbUser}'@'127.0.0.1'`);
+      // Their owner records too, so the names are free again (no registry yet: nothing to remove).
+      const records = [n.database, `${n.dbUser}@%`, `${n.dbUser}@localhost`, `${n.dbUser}@127.0.0.1`];
+      await db.query(`DELETE FROM ${OWNER_REGISTRY} WHERE name IN (?)`, [records]).catch(() => undefined);
       await redis.call("ACL", "DELUSER", n.cacheUser);
+      await redis.hdel(ACL_OWNERS_KEY, n.cacheUser);
       await deleteMatching(redis, `${n.keyPrefix}*`);
     }
   } finally {
