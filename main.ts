@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
-  logger.info({ url: service.url, engine: engine.version, target: config.target }, "stackrail started");
+  logger.info({ url: service.url, metricsUrl: service.metricsUrl, engine: engine.version, target: config.target }, "stackrail started");
 }
 
 await main();

@@ -29,18 +29,24 @@ function example(event: string, pick: (e: Json) => boolean): Json {
   return structuredClone(found) as Json;
 }
 
-/** Two routed events that each enqueue one release.rollout job: a published release and a push to the default branch. */
-function templates(secret: string): LoadTemplate[] {
+let releaseSeq = 0;
+
+/**
+ * `count` routed events that each enqueue one release.rollout job, alternating a published release
+ * and a push to the default branch. Every body is new (a release's tag, a push's head commit): the
+ * edge dedupes on the body's digest, so a body sent twice would measure replays, not deliveries.
+ */
+function templates(secret: string, count: number): LoadTemplate[] {
   const release = example("release", (e) => e.action === "published");
-  release.release = { ...obj(release.release), tag_name: "v1.2.3", draft: false, prerelease: false };
   const push = example("push", (e) => e.ref === `refs/heads/${String(obj(e.repository).default_branch)}` && e.after !== "0".repeat(40));
   const firstCommit = obj((push.commits as unknown[] | undefined)?.[0]);
   push.commits = [{ ...firstCommit, added: [], removed: [], modified: ["src/app.ts"] }];
-  const payloads: [string, Json][] = [
-    ["release", release],
-    ["push", push],
-  ];
-  return payloads.map(([event, payload]) => {
+  return Array.from({ length: count }, (_, i) => {
+    const n = releaseSeq++;
+    const [event, payload]: [string, Json] =
+      i % 2 === 0
+        ? ["release", { ...release, release: { ...obj(release.release), tag_name: `v1.${Math.floor(n / 1000)}.${n % 1000}`, draft: false, prerelease: false } }]
+        : ["push", { ...push, after: randomBytes(20).toString("hex") }];
     const body = JSON.stringify(payload);
     return { event, body, signature: `sha256=${createHmac("sha256", secret).update(body).digest("hex")}` };
   });
@@ -86,6 +92,7 @@ export async function benchIngest(): Promise<Row[]> {
       tokenName: "bench",
     }),
     GITHUB_WEBHOOK_SECRET: secret,
+    STACKRAIL_REPOSITORIES: "*",
     LOG_LEVEL: logLevel,
   });
   const scrubber = new SecretScrubber();
@@ -105,14 +112,14 @@ export async function benchIngest(): Promise<Row[]> {
   const plainUrl = `http://127.0.0.1:${(plain.address() as AddressInfo).port}/webhooks/github`;
   const oursUrl = `${service.url ?? ""}/webhooks/github`;
 
-  const tpl = templates(secret);
+  const tpl = templates(secret, 2);
   const ours: Side = { results: [] };
   const base: Side = { results: [] };
   try {
     say(`ingest: warm-up ${warmup} deliveries each`);
     if (warmup > 0) {
-      await runLoad({ url: plainUrl, templates: tpl, total: warmup, concurrency });
-      await runLoad({ url: oursUrl, templates: tpl, total: warmup, concurrency });
+      await runLoad({ url: plainUrl, templates: templates(secret, warmup), total: warmup, concurrency });
+      await runLoad({ url: oursUrl, templates: templates(secret, warmup), total: warmup, concurrency });
     }
     for (let r = 0; r < rounds; r++) {
       // Alternate the order so drift in machine load hits both sides alike.
@@ -128,7 +135,7 @@ export async function benchIngest(): Promise<Row[]> {
             ];
       for (const [name, side] of order) {
         say(`ingest: round ${r + 1}/${rounds} ${name}: ${total} deliveries at concurrency ${concurrency}`);
-        side.results.push(await runLoad({ url: name === "ours" ? oursUrl : plainUrl, templates: tpl, total, concurrency }));
+        side.results.push(await runLoad({ url: name === "ours" ? oursUrl : plainUrl, templates: templates(secret, total), total, concurrency }));
       }
     }
     // Durability check: every accepted delivery of ours is a job in Redis.

@@ -3,6 +3,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
+import { urlCredentials } from "./urls.ts";
 
 export interface ApiToken {
   /** Recorded in the audit trail; never the token itself. */
@@ -72,6 +73,17 @@ export interface Config {
   readonly driftIntervalMs: number;
   /** Scheduled drift checks repair what they find (refresh + up); protected tenants are only reported. */
   readonly driftRepair: boolean;
+  /** Repositories whose webhooks are acted on (`owner/name`, lower case); `any` when `*` is listed. */
+  readonly repositories: { readonly any: boolean; readonly names: readonly string[] };
+  /** Bearer token for `/metrics` on the main listener (API tokens are accepted too); see metricsPort. */
+  readonly metricsToken: string | undefined;
+  /** A separate listener that serves only `/metrics` without a token (bind it to a private interface). */
+  readonly metricsPort: number | undefined;
+  readonly metricsHost: string;
+  /** At most this many bytes of not-yet-verified webhook bodies are held in memory at once. */
+  readonly unverifiedBytesMax: number;
+  /** A request (headers and body) must arrive within this time; a connection idle this long is closed. */
+  readonly requestTimeoutMs: number;
 }
 
 const listOf = (raw: string | undefined): string[] =>
@@ -162,10 +174,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     redisUrl,
     queuePrefix: field(
       "STACKRAIL_QUEUE_PREFIX",
-      z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, "must match [A-Za-z0-9:_-]{1,64}"),
+      z
+        .string()
+        .regex(/^[A-Za-z0-9:_-]{1,64}$/, "must match [A-Za-z0-9:_-]{1,64}")
+        // Tenant and preview cache users own `t:<id>:*` and `p:<key>:*`: a queue prefix of `t` would
+        // put the queue's keys inside a tenant's key pattern (and its deprovision purge).
+        .refine((v) => !/^[tps](:|$)/i.test(v), "must not be t, s or p (or start with t:, s:, p:), the tenant cache key spaces"),
       env.STACKRAIL_QUEUE_PREFIX ?? "stackrail",
     ),
-    webhookSecrets: listOf(env.GITHUB_WEBHOOK_SECRET),
+    webhookSecrets: parseWebhookSecrets(env.GITHUB_WEBHOOK_SECRET),
     apiTokens: parseTokens(env.STACKRAIL_API_TOKENS),
     dataDir,
     pulumiBackendUrl: backend,
@@ -175,7 +192,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     github,
     githubApiUrl: field("GITHUB_API_URL", urlWith(["https:", "http:"]), env.GITHUB_API_URL ?? "https://api.github.com").replace(/\/$/, ""),
     localMysqlUrl: field("LOCAL_MYSQL_URL", urlWith(["mysql:"]), env.LOCAL_MYSQL_URL ?? "mysql://root@127.0.0.1:3306"),
-    localRedisUrl: field("LOCAL_REDIS_URL", urlWith(["redis:", "rediss:"]), env.LOCAL_REDIS_URL ?? redisUrl),
+    localRedisUrl: field("LOCAL_REDIS_URL", urlWith(["redis:", "rediss:"]), env.LOCAL_REDIS_URL ?? tenantCacheDefault(redisUrl)),
     concurrency: field("STACKRAIL_CONCURRENCY", intIn(1, 64), env.STACKRAIL_CONCURRENCY ?? "2"),
     shutdownGraceMs: field("STACKRAIL_SHUTDOWN_GRACE_MS", intIn(0, 3_600_000), env.STACKRAIL_SHUTDOWN_GRACE_MS ?? "30000"),
     logLevel: field("LOG_LEVEL", z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), env.LOG_LEVEL ?? "info"),
@@ -230,14 +247,66 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     ),
     driftIntervalMs: field("STACKRAIL_DRIFT_INTERVAL_S", intIn(0, 30 * 24 * 3600), env.STACKRAIL_DRIFT_INTERVAL_S ?? "21600") * 1000,
     driftRepair: field("STACKRAIL_DRIFT_REPAIR", booleanFlag, env.STACKRAIL_DRIFT_REPAIR ?? "false"),
+    repositories: parseRepositories(env.STACKRAIL_REPOSITORIES),
+    metricsToken:
+      env.STACKRAIL_METRICS_TOKEN === undefined
+        ? undefined
+        : field("STACKRAIL_METRICS_TOKEN", z.string().min(16, "must be at least 16 characters"), env.STACKRAIL_METRICS_TOKEN),
+    metricsPort: env.STACKRAIL_METRICS_PORT === undefined ? undefined : field("STACKRAIL_METRICS_PORT", intIn(0, 65535), env.STACKRAIL_METRICS_PORT),
+    metricsHost: field("STACKRAIL_METRICS_HOST", z.string().min(1), env.STACKRAIL_METRICS_HOST ?? "127.0.0.1"),
+    unverifiedBytesMax: field(
+      "STACKRAIL_UNVERIFIED_BYTES_MAX",
+      intIn(1024 * 1024, 4 * 1024 * 1024 * 1024),
+      env.STACKRAIL_UNVERIFIED_BYTES_MAX ?? String(64 * 1024 * 1024),
+    ),
+    requestTimeoutMs: field("STACKRAIL_REQUEST_TIMEOUT_MS", intIn(1000, 3_600_000), env.STACKRAIL_REQUEST_TIMEOUT_MS ?? "30000"),
     publicUrl: field("STACKRAIL_PUBLIC_URL", urlWith(["https:", "http:"]), env.STACKRAIL_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ""),
   };
+}
+
+/** Webhook secrets: each at least 16 characters (shorter ones are guessable and cannot be scrubbed from logs reliably). */
+function parseWebhookSecrets(raw: string | undefined): string[] {
+  const secrets = listOf(raw);
+  secrets.forEach((s, i) => {
+    if (s.length < 16) throw new ConfigError("GITHUB_WEBHOOK_SECRET", `secret #${i + 1} is shorter than 16 characters`);
+  });
+  return secrets;
+}
+
+/** `owner/name,owner/name` or `*`; unset means no repository's webhooks are acted on. */
+function parseRepositories(raw: string | undefined): { any: boolean; names: string[] } {
+  const entries = listOf(raw);
+  const names: string[] = [];
+  let any = false;
+  for (const entry of entries) {
+    if (entry === "*") {
+      any = true;
+      continue;
+    }
+    if (!/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/[A-Za-z0-9._-]{1,100}$/.test(entry)) {
+      throw new ConfigError("STACKRAIL_REPOSITORIES", `"${entry}" must be owner/name or *`);
+    }
+    names.push(entry.toLowerCase());
+  }
+  return { any, names };
+}
+
+/**
+ * Tenant caches default to the queue's Redis server but never the queue's database: the queue's
+ * database + 1 (database 0 when the queue is elsewhere). Tenant users may only touch their own key
+ * prefix wherever they are, and the deprovision purge scans every database of the server.
+ */
+export function tenantCacheDefault(redisUrl: string): string {
+  const u = new URL(redisUrl);
+  const queueDb = Number(u.pathname.replace(/^\//, "") || "0");
+  u.pathname = `/${queueDb === 0 ? 1 : 0}`;
+  return u.toString();
 }
 
 function parseTimeouts(raw: string): Record<string, number> {
   const out: Record<string, number> = {};
   for (const entry of listOf(raw)) {
-    const m = /^([a-z]+\.[a-z]+)=(\d{1,7})$/.exec(entry);
+    const m = /^([a-z]+\.[a-z]+(?:-[a-z]+)*)=(\d{1,7})$/.exec(entry);
     if (!m?.[1] || !m[2]) throw new ConfigError("STACKRAIL_TIMEOUTS", `"${entry}" must look like kind=seconds (tenant.provision=1800)`);
     out[m[1]] = Number(m[2]) * 1000;
   }
@@ -267,6 +336,9 @@ export function secretValues(config: Config): string[] {
     passwordOf(config.localMysqlUrl),
     passwordOf(config.localRedisUrl),
     passwordOf(config.redisUrl),
+    // User information of every configured URL (file:// included, which WHATWG URL cannot parse).
+    ...[config.gitopsRepo, config.appRepoUrl, config.githubApiUrl, config.pulumiBackendUrl, config.publicUrl, config.argocdDestination].flatMap(urlCredentials),
+    config.metricsToken,
   ];
   return values.filter((v): v is string => typeof v === "string" && v.length >= 4);
 }

@@ -54,6 +54,7 @@ export async function startEdge(options: { env?: Record<string, string>; redisUr
       STACKRAIL_DATA_DIR: dataDir,
       REDIS_URL: redisUrl,
       LOG_LEVEL: "silent",
+      STACKRAIL_REPOSITORIES: "*",
       ...options.env,
     },
     dataDir,

@@ -4,7 +4,7 @@
 import { createRequire } from "node:module";
 import type { WebhookDefinition } from "@octokit/webhooks-examples";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deliver, jobCount, signBody, startEdge, WEBHOOK_SECRET, type Edge } from "./edge-fixture.ts";
+import { API_TOKEN, deliver, jobCount, signBody, startEdge, WEBHOOK_SECRET, type Edge } from "./edge-fixture.ts";
 import { verifyGitHubSignature, WEBHOOK_BODY_LIMIT } from "./github-ingress.ts";
 
 const examples = createRequire(import.meta.url)("@octokit/webhooks-examples") as WebhookDefinition[];
@@ -341,7 +341,7 @@ describe("hostile values", () => {
 
 describe("metrics", () => {
   it("counts deliveries by outcome", async () => {
-    const res = await fetch(`${edge.url}/metrics`);
+    const res = await fetch(`${edge.url}/metrics`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
     const text = await res.text();
     expect(text).toMatch(/stackrail_webhook_deliveries_total\{event="pull_request",outcome="accepted"\} \d+/);
     expect(text).toMatch(/stackrail_webhook_deliveries_total\{event="unknown",outcome="unauthorized"\} \d+/);

@@ -1,23 +1,34 @@
-// POST /webhooks/github: verify, dedupe, route, enqueue (issue 4).
-// The route lives in its own Fastify scope whose only body parser hands over the raw bytes, so the
-// signature is checked over exactly what GitHub signed, before any parsing; Fastify's bodyLimit
-// stops reading at 25 MiB (413). A 202 is sent only once every job is in Redis.
-import { Webhooks } from "@octokit/webhooks";
+// POST /webhooks/github: verify, dedupe, route, enqueue (issues 4 and 11).
+// Nobody without the secret makes this route hold more than its headers until it is accounted for:
+//  1. onRequest (headers only): no secret configured, or a missing or malformed X-Hub-Signature-256,
+//     is a 401; a declared length over the per-request limit a 413; a body that would take the
+//     unverified bytes held by this process over STACKRAIL_UNVERIFIED_BYTES_MAX a 503 with
+//     Retry-After. These refusals close the connection, so an unread body is not drained either.
+//  2. The route's only body parser streams the raw bytes through one HMAC per secret (rotation)
+//     and a SHA-256 digest. It keeps the chunks, but copies or decodes nothing before the signature
+//     matched: what GitHub signed is exactly what is checked, before any parsing.
+//  3. The handler: headers, JSON, the repository allowlist (STACKRAIL_REPOSITORIES: one App secret
+//     signs every repository it is installed on), then dedupe on the delivery id AND the body's
+//     digest (the signature does not cover X-GitHub-Delivery, so a captured body replayed under a
+//     new id is the same delivery), route, enqueue. A 202 is sent only once every job is in Redis.
+import { createHash, createHmac, timingSafeEqual, type Hmac } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Redis } from "ioredis";
-import type { Counter } from "prom-client";
+import type { Counter, Gauge } from "prom-client";
 import type { Config } from "../core/config.ts";
 import { StackrailError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import type { JobQueue } from "../worker/queue.ts";
-import { RedisPrHeadStore, routeGitHubEvent } from "./github-routing.ts";
+import { deliveryRepository, RedisPrHeadStore, repositoryAllowed, routeGitHubEvent } from "./github-routing.ts";
 import { OnceStore } from "./once.ts";
 import { isRedisUnavailable } from "./redis-errors.ts";
 
 /** GitHub caps payloads at 25 MB; we stop reading at 25 MiB. */
 export const WEBHOOK_BODY_LIMIT = 25 * 1024 * 1024;
-/** Delivery ids are remembered at least 3 days (GitHub lets you redeliver for 3 days). */
+/** Delivery ids and body digests are remembered at least 3 days (GitHub lets you redeliver for 3 days). */
 const DELIVERY_TTL_SECONDS = 4 * 24 * 3600;
+/** What a 503 for a full unverified-bytes budget suggests; GitHub itself does not retry, an operator redelivers. */
+const RETRY_AFTER_SECONDS = 5;
 
 const SIGNATURE = /^sha256=[0-9a-f]{64}$/;
 const EVENT = /^[a-z_]{1,64}$/;
@@ -30,39 +41,113 @@ export interface GitHubIngressDeps {
   redis: Redis;
   now: () => number;
   deliveries: Counter<"event" | "outcome">;
+  /** Bytes of webhook bodies held before their signature was checked (the budget's use). */
+  unverifiedBytes?: Gauge;
 }
 
 export interface DeliveryAnswer {
   deliveryId: string;
   jobs: string[];
   ignored?: string;
+  /** A body seen before under another delivery id: that delivery's id (its jobs are the ones answered). */
+  duplicateOf?: string;
 }
 
-/** One @octokit/webhooks verifier per secret (its verify() compares HMAC-SHA256 digests in constant time). */
-export function signatureVerifiers(secrets: readonly string[]): Webhooks[] {
-  return secrets.map((secret) => new Webhooks({ secret }));
+/** HMAC-SHA256 of a body fed in pieces, under every configured secret at once (rotation). */
+export class SignatureCheck {
+  readonly #macs: Hmac[];
+
+  constructor(secrets: readonly string[]) {
+    this.#macs = secrets.map((secret) => createHmac("sha256", secret));
+  }
+
+  update(chunk: Buffer): this {
+    for (const mac of this.#macs) mac.update(chunk);
+    return this;
+  }
+
+  /** True when `signature` (`sha256=<hex>`) matches under any secret. Every secret is compared, in constant time, so the time taken does not say which one matched. */
+  matches(signature: string | undefined): boolean {
+    if (this.#macs.length === 0 || !signature || !SIGNATURE.test(signature)) return false;
+    const presented = Buffer.from(signature.slice("sha256=".length), "hex");
+    let ok = false;
+    for (const mac of this.#macs) {
+      if (timingSafeEqual(mac.digest(), presented)) ok = true;
+    }
+    return ok;
+  }
 }
 
 /** True when `body` carries a valid signature for any configured secret (rotation). Never throws. */
-export async function verifyGitHubSignature(secrets: readonly string[] | readonly Webhooks[], body: string, signature: string | undefined): Promise<boolean> {
-  if (secrets.length === 0 || !signature || !SIGNATURE.test(signature) || body.length === 0) return false;
-  const verifiers = secrets.map((s) => (typeof s === "string" ? new Webhooks({ secret: s }) : s));
-  let ok = false;
-  // Every secret is tried, so the time taken does not say which one matched.
-  for (const verifier of verifiers) {
-    try {
-      if (await verifier.verify(body, signature)) ok = true;
-    } catch {
-      // verify() throws on empty inputs only; treated as a mismatch.
-    }
+export function verifyGitHubSignature(secrets: readonly string[], body: string | Buffer, signature: string | undefined): Promise<boolean> {
+  const bytes = typeof body === "string" ? Buffer.from(body, "utf8") : body;
+  if (bytes.length === 0) return Promise.resolve(false);
+  return Promise.resolve(new SignatureCheck(secrets).update(bytes).matches(signature));
+}
+
+/** A fixed number of bytes shared by all requests whose sender is not yet authenticated. */
+export class ByteBudget {
+  readonly max: number;
+  #used = 0;
+  readonly #onChange: (used: number) => void;
+
+  constructor(max: number, onChange: (used: number) => void = () => undefined) {
+    this.max = max;
+    this.#onChange = onChange;
   }
-  return ok;
+
+  get used(): number {
+    return this.#used;
+  }
+
+  /** Takes `bytes` if they fit; returns the function that gives them back (safe to call more than once), or null. */
+  take(bytes: number): (() => void) | null {
+    if (this.#used + bytes > this.max) return null;
+    this.#used += bytes;
+    this.#onChange(this.#used);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#used -= bytes;
+      this.#onChange(this.#used);
+    };
+  }
+}
+
+/** A body whose signature matched, with the digest deliveries are deduplicated on. */
+interface VerifiedBody {
+  readonly verified: true;
+  readonly raw: Buffer;
+  readonly sha256: string;
+}
+
+const isVerified = (body: unknown): body is VerifiedBody => typeof body === "object" && body !== null && (body as VerifiedBody).verified === true;
+
+/** An answer the Fastify error handler turns into `{error: code, message}` with `statusCode`. */
+class EdgeRefusal extends Error {
+  readonly statusCode: number;
+  readonly code: string;
+  constructor(statusCode: number, code: string, message: string) {
+    super(message);
+    this.statusCode = statusCode;
+    this.code = code;
+  }
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
+/** The declared body length: a number, `chunked` (a body of unknown length), or 0 (no body). */
+function declaredLength(req: FastifyRequest): number | "chunked" {
+  if (req.headers["transfer-encoding"] !== undefined) return "chunked";
+  const raw = req.headers["content-length"];
+  // Node's HTTP parser has already refused a malformed Content-Length.
+  return raw === undefined ? 0 : Number(raw);
+}
+
 export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressDeps): void {
   const prefix = deps.config.queuePrefix;
+  const secrets = deps.config.webhookSecrets;
   // The answer is stored in the background: a delivery's jobs have deterministic ids and adding or
   // registering one twice is a no-op, so if the stored answer were lost, a redelivery after the
   // 30 s marker would re-add the same jobs and answer the same ids. The jobs themselves are durable
@@ -74,29 +159,106 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
     storeInBackground: { onStoreError: (err) => deps.logger.warn({ err }, "webhook delivery answer not stored; a redelivery will re-add the same jobs") },
   });
   const prHeads = new RedisPrHeadStore(deps.redis, prefix);
-  const verifiers = signatureVerifiers(deps.config.webhookSecrets);
+  const perRequestLimit = Math.min(WEBHOOK_BODY_LIMIT, deps.config.unverifiedBytesMax);
+  const budget = new ByteBudget(deps.config.unverifiedBytesMax, (used) => deps.unverifiedBytes?.set(used));
+  deps.unverifiedBytes?.set(0);
+  /** The budget each admitted request holds until its body is verified, refused, or the request ends. */
+  const reservations = new WeakMap<FastifyRequest, () => void>();
+  const count = (event: string, outcome: string) => deps.deliveries.inc({ event, outcome });
 
   const refuse = (reply: FastifyReply, status: number, error: string, message: string, extra: Record<string, unknown> = {}) =>
     reply.code(status).send({ error, message, ...extra });
 
-  async function handle(req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const count = (event: string, outcome: string) => deps.deliveries.inc({ event, outcome });
-    if (deps.config.webhookSecrets.length === 0) {
+  /** A refusal from the headers alone: the connection is closed rather than the unread body drained. */
+  const refuseUnread = (req: FastifyRequest, reply: FastifyReply, status: number, error: string, message: string) => {
+    if (declaredLength(req) !== 0) void reply.header("connection", "close");
+    return refuse(reply, status, error, message);
+  };
+
+  async function admit(req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    if (secrets.length === 0) {
       count("unknown", "unauthorized");
-      return refuse(reply, 401, "unauthorized", "no webhook secret is configured; every delivery is refused");
+      return refuseUnread(req, reply, 401, "unauthorized", "no webhook secret is configured; every delivery is refused");
     }
-    const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const signature = req.headers["x-hub-signature-256"];
-    let text: string;
-    try {
-      text = utf8.decode(raw);
-    } catch {
-      text = "";
+    if (typeof signature !== "string" || !SIGNATURE.test(signature)) {
+      count("unknown", "unauthorized");
+      return refuseUnread(req, reply, 401, "unauthorized", "missing or invalid X-Hub-Signature-256");
     }
-    if (!(await verifyGitHubSignature(verifiers, text, typeof signature === "string" ? signature : undefined))) {
+    const declared = declaredLength(req);
+    if (declared !== "chunked" && declared > perRequestLimit) {
+      count("unknown", "too_large");
+      return refuseUnread(req, reply, 413, "FST_ERR_CTP_BODY_TOO_LARGE", `Request body is too large (limit ${perRequestLimit} bytes)`);
+    }
+    // A body of unknown length is charged the most it may grow to.
+    const release = budget.take(declared === "chunked" ? perRequestLimit : declared);
+    if (!release) {
+      count("unknown", "over_budget");
+      req.log.warn({ unverifiedBytes: budget.used, max: budget.max }, "webhook delivery refused: unverified bodies fill the budget");
+      void reply.header("retry-after", String(RETRY_AFTER_SECONDS));
+      return refuseUnread(req, reply, 503, "unavailable", "too many unverified deliveries in flight; redeliver later");
+    }
+    reservations.set(req, release);
+    // Whatever happens to the request (answered, timed out, aborted), its bytes leave the budget.
+    reply.raw.once("close", release);
+    return undefined;
+  }
+
+  /** Reads the body through the signature check; resolves only a body whose signature matched. */
+  function readVerified(req: FastifyRequest, payload: NodeJS.ReadableStream, done: (err: Error | null, body?: VerifiedBody) => void): void {
+    const check = new SignatureCheck(secrets);
+    const digest = createHash("sha256");
+    let chunks: Buffer[] = [];
+    let received = 0;
+    let finished = false;
+    const finish = (err: Error | null, body?: VerifiedBody) => {
+      if (finished) return;
+      finished = true;
+      payload.removeListener("data", onData);
+      payload.removeListener("end", onEnd);
+      payload.removeListener("error", onError);
+      payload.removeListener("close", onClose);
+      chunks = [];
+      reservations.get(req)?.();
+      done(err, body);
+    };
+    const onData = (chunk: Buffer | string) => {
+      const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      received += bytes.length;
+      if (received > perRequestLimit) {
+        count("unknown", "too_large");
+        finish(new EdgeRefusal(413, "FST_ERR_CTP_BODY_TOO_LARGE", `Request body is too large (limit ${perRequestLimit} bytes)`));
+        return;
+      }
+      check.update(bytes);
+      digest.update(bytes);
+      chunks.push(bytes);
+    };
+    const onEnd = () => {
+      const signature = req.headers["x-hub-signature-256"];
+      if (received === 0 || !check.matches(typeof signature === "string" ? signature : undefined)) {
+        count("unknown", "unauthorized");
+        finish(new EdgeRefusal(401, "unauthorized", "missing or invalid X-Hub-Signature-256"));
+        return;
+      }
+      finish(null, { verified: true, raw: Buffer.concat(chunks, received), sha256: digest.digest("hex") });
+    };
+    const onError = (err: Error) => finish(Object.assign(err, { statusCode: 400 }));
+    const onClose = () => finish(new EdgeRefusal(400, "aborted", "the request ended before its body"));
+    payload.on("data", onData);
+    payload.on("end", onEnd);
+    payload.on("error", onError);
+    payload.on("close", onClose);
+    payload.resume();
+  }
+
+  async function handle(req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    // A request with no body at all never reached the parser.
+    if (!isVerified(req.body)) {
       count("unknown", "unauthorized");
       return refuse(reply, 401, "unauthorized", "missing or invalid X-Hub-Signature-256");
     }
+    const body = req.body;
 
     // Signed by GitHub from here on; still validated, never trusted to be well-formed.
     const event = req.headers["x-github-event"];
@@ -111,6 +273,7 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
     }
     let payload: unknown;
     try {
+      const text = utf8.decode(body.raw);
       const contentType = String(req.headers["content-type"] ?? "");
       const json = contentType.startsWith("application/x-www-form-urlencoded") ? (new URLSearchParams(text).get("payload") ?? "") : text;
       payload = JSON.parse(json);
@@ -125,7 +288,16 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
 
     const log = deps.logger.child({ deliveryId, event });
     try {
-      const result = await once.run<DeliveryAnswer>(`${prefix}:delivery:${deliveryId}`, async () => {
+      const repository = deliveryRepository(payload);
+      if (repository === null || !repositoryAllowed(repository, deps.config.repositories)) {
+        const ignored = repository === null ? "delivery names no repository" : "repository is not in STACKRAIL_REPOSITORIES";
+        count(event, repository === null ? "no_repository" : "ignored_repository");
+        log.info({ repository, ignored }, "webhook delivery ignored");
+        return reply.code(202).send({ deliveryId, jobs: [], ignored } satisfies DeliveryAnswer);
+      }
+
+      const keys = [`${prefix}:delivery:${deliveryId}`, `${prefix}:delivery-body:${body.sha256}`];
+      const result = await once.run<DeliveryAnswer>(keys, async () => {
         const requestedAt = new Date(deps.now()).toISOString();
         const outcome = await routeGitHubEvent(event, payload, { deliveryId, requestedAt, deployPaths: deps.config.deployPaths, prHeads });
         const jobs: string[] = [];
@@ -144,9 +316,16 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
         log.warn("delivery is still being processed by another request");
         return refuse(reply, 503, "unavailable", "this delivery is being processed; redeliver later");
       }
-      count(event, result.status === "replay" ? "redelivery" : "accepted");
-      log.info({ jobIds: result.value.jobs, redelivery: result.status === "replay", ignored: result.value.ignored }, "webhook delivery accepted");
-      return reply.code(202).send(result.value);
+      // The same body under another delivery id answers that delivery's jobs (and enqueues nothing).
+      const first = result.value;
+      const duplicate = result.status === "replay" && first.deliveryId !== deliveryId;
+      const answer: DeliveryAnswer = duplicate ? { ...first, deliveryId, duplicateOf: first.deliveryId } : first;
+      count(event, duplicate ? "duplicate_body" : result.status === "replay" ? "redelivery" : "accepted");
+      log.info(
+        { jobIds: answer.jobs, redelivery: result.status === "replay", duplicateOf: answer.duplicateOf, ignored: answer.ignored },
+        "webhook delivery accepted",
+      );
+      return reply.code(202).send(answer);
     } catch (err) {
       if (err instanceof ValidationError) {
         count(event, "invalid");
@@ -164,8 +343,8 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
 
   void app.register((scope, _opts, done) => {
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser("*", { parseAs: "buffer", bodyLimit: WEBHOOK_BODY_LIMIT }, (_req, body, next) => next(null, body));
-    scope.post("/webhooks/github", { bodyLimit: WEBHOOK_BODY_LIMIT }, handle);
+    scope.addContentTypeParser("*", (req, payload, next) => readVerified(req, payload, next));
+    scope.post("/webhooks/github", { onRequest: admit }, handle);
     done();
   });
 }

@@ -130,6 +130,35 @@ function trigger(ctx: RouteContext, event: string, sender: string | undefined): 
   return { type: "webhook", deliveryId: ctx.deliveryId, event, ...(sender ? { sender } : {}) };
 }
 
+const deliveryRepositorySchema = z.object({
+  repository: z
+    .object({
+      full_name: z.string().max(300).optional(),
+      name: z.string().max(100).optional(),
+      owner: z.object({ login: z.string().max(100) }).optional(),
+    })
+    .nullable()
+    .optional(),
+});
+
+/**
+ * `owner/name` (lower case) of the repository a delivery comes from, or null when it names none
+ * (ping and installation events of an App or organization hook). Which repositories may act is
+ * decided on this, before routing: one secret (an App's) signs every repository it is installed on.
+ */
+export function deliveryRepository(payload: unknown): string | null {
+  const repository = parse(deliveryRepositorySchema, payload).repository;
+  if (!repository) return null;
+  const fullName = repository.full_name ?? (repository.owner && repository.name ? `${repository.owner.login}/${repository.name}` : undefined);
+  if (!fullName) throw new ValidationError("repository.full_name", "is missing");
+  return fullName.toLowerCase();
+}
+
+/** Whether deliveries from `fullName` (lower case) act, under STACKRAIL_REPOSITORIES. */
+export function repositoryAllowed(fullName: string, allowed: { readonly any: boolean; readonly names: readonly string[] }): boolean {
+  return allowed.any || allowed.names.includes(fullName);
+}
+
 /** Prefix (`charts/`, `Dockerfile`) or glob (`src/**`, `*.json`) match of a repository path. */
 export function matchesDeployPath(file: string, patterns: readonly string[]): boolean {
   return patterns.some((pattern) => {

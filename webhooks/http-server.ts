@@ -1,16 +1,21 @@
 // The HTTP edge in one Fastify instance: GitHub ingress, the tenant API, health, readiness and
 // metrics. buildHttpServer() returns the app without listening; main.ts listens and may add routes
 // (extraRoutes) before that. Errors map to one JSON shape: {error, message, field?}.
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+// No body is read from a sender who has not shown a credential: every /v1 route checks for an API
+// token in onRequest (before the body; each route still authorizes for itself), a route that does
+// not exist answers 404 unread, and the webhook route has its own budget (github-ingress.ts).
+// A request's headers and body must arrive within STACKRAIL_REQUEST_TIMEOUT_MS.
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { Redis } from "ioredis";
-import { Counter, type Registry } from "prom-client";
-import type { Config } from "../core/config.ts";
+import { Counter, Gauge, type Registry } from "prom-client";
+import type { ApiToken, Config } from "../core/config.ts";
 import { StackrailError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import type { JobQueue } from "../worker/queue.ts";
 import { registerGitHubIngress } from "./github-ingress.ts";
 import { isRedisUnavailable } from "./redis-errors.ts";
-import { registerTenantApi } from "./tenant-api.ts";
+import { httpServerTimeouts } from "./server-timeouts.ts";
+import { authenticate, registerTenantApi } from "./tenant-api.ts";
 import { TenantIndex } from "./tenant-index.ts";
 
 export interface Readiness {
@@ -52,6 +57,22 @@ export function createEdgeRedis(url: string): Redis {
 
 const READINESS_TIMEOUT_MS = 1_000;
 
+/** The name of the token presented as `Bearer <token>`, or as the password of HTTP Basic (browsers, scrapers); null when none matches. */
+export function presentedTokenName(header: string | undefined, tokens: readonly ApiToken[]): string | null {
+  if (typeof header === "string" && /^Basic /i.test(header)) {
+    const decoded = Buffer.from(header.slice(6).trim(), "base64").toString("utf8");
+    return authenticate(`Bearer ${decoded.slice(decoded.indexOf(":") + 1)}`, tokens);
+  }
+  return authenticate(header, tokens);
+}
+
+/** Answers from the headers alone; the connection is closed rather than an unread body drained. */
+function answerUnread(req: FastifyRequest, reply: FastifyReply, status: number, body: Record<string, unknown>): FastifyReply {
+  const hasBody = req.headers["transfer-encoding"] !== undefined || (req.headers["content-length"] ?? "0") !== "0";
+  if (hasBody) void reply.header("connection", "close");
+  return reply.code(status).send(body);
+}
+
 export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInstance> {
   const now = deps.now ?? Date.now;
   const app = Fastify({
@@ -60,7 +81,29 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInst
     genReqId: () => crypto.randomUUID(),
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    requestTimeout: deps.config.requestTimeoutMs,
+    // Socket inactivity; between keep-alive requests Node uses keepAliveTimeout (Fastify: 72 s, above an ALB's 60 s).
+    connectionTimeout: deps.config.requestTimeoutMs,
+    http: httpServerTimeouts(deps.config.requestTimeoutMs),
   }) as unknown as FastifyInstance;
+
+  const unauthorized = (req: FastifyRequest, reply: FastifyReply, message: string) =>
+    answerUnread(req, reply.header("www-authenticate", 'Bearer realm="stackrail"'), 401, { error: "unauthorized", message });
+
+  // Root hooks run before any body is read, for every route (and the 404 handler) registered below.
+  app.addHook("onRequest", async (req, reply) => {
+    if (req.is404) return answerUnread(req, reply, 404, { error: "not_found", message: `Route ${req.method}:${req.url.split("?")[0] ?? ""} not found` });
+    // The matched route, not the raw URL: an encoded path that routes to /v1 is covered too.
+    const route = req.routeOptions.url ?? "";
+    if ((route === "/v1" || route.startsWith("/v1/")) && presentedTokenName(req.headers.authorization, deps.config.apiTokens) === null) {
+      return unauthorized(
+        req,
+        reply,
+        deps.config.apiTokens.length === 0 ? "no API token is configured; every request is refused" : "missing or invalid bearer token",
+      );
+    }
+    return undefined;
+  });
 
   const deliveries = new Counter({
     name: "stackrail_webhook_deliveries_total",
@@ -72,6 +115,11 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInst
     name: "stackrail_api_jobs_enqueued_total",
     help: "Jobs enqueued through the tenant API, by kind",
     labelNames: ["kind"] as const,
+    registers: [deps.registry],
+  });
+  const unverifiedBytes = new Gauge({
+    name: "stackrail_webhook_unverified_bytes",
+    help: "Bytes of webhook bodies held before their signature was checked (at most STACKRAIL_UNVERIFIED_BYTES_MAX)",
     registers: [deps.registry],
   });
 
@@ -111,9 +159,25 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInst
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", redis: r.redis, engine: r.engine });
   });
 
-  app.get("/metrics", async (_req, reply) => reply.type(deps.registry.contentType).send(await deps.registry.metrics()));
+  // Metrics name tenants, stacks and traffic: a scraper shows STACKRAIL_METRICS_TOKEN or an API token
+  // here, or uses the separate listener (STACKRAIL_METRICS_PORT) on a private interface.
+  const metricsTokens: ApiToken[] = [...deps.config.apiTokens, ...(deps.config.metricsToken ? [{ name: "metrics", token: deps.config.metricsToken }] : [])];
+  app.get(
+    "/metrics",
+    {
+      onRequest: async (req, reply) => {
+        if (presentedTokenName(req.headers.authorization, metricsTokens) !== null) return undefined;
+        return unauthorized(
+          req,
+          reply,
+          metricsTokens.length === 0 ? "no metrics or API token is configured; use STACKRAIL_METRICS_PORT" : "missing or invalid bearer token",
+        );
+      },
+    },
+    async (_req, reply) => reply.type(deps.registry.contentType).send(await deps.registry.metrics()),
+  );
 
-  registerGitHubIngress(app, { config: deps.config, logger: deps.logger, queue: deps.queue, redis: deps.redis, now, deliveries });
+  registerGitHubIngress(app, { config: deps.config, logger: deps.logger, queue: deps.queue, redis: deps.redis, now, deliveries, unverifiedBytes });
   registerTenantApi(app, {
     config: deps.config,
     logger: deps.logger,

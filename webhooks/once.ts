@@ -1,14 +1,39 @@
-// "Do this once per key, answer every copy the same": the atomic dedupe behind GitHub delivery ids
-// and Idempotency-Key headers. The first caller sets a short-lived `pending` marker (SET NX), does
-// the work, then stores the answer with a long TTL; concurrent copies wait briefly and answer the
-// stored value. If the first attempt fails, the marker is removed so a retry is accepted.
+// "Do this once per key, answer every copy the same": the atomic dedupe behind GitHub deliveries
+// and Idempotency-Key headers. The first caller sets a short-lived `pending` marker on every one of
+// its keys at once (one Lua script: if any key is taken, none is claimed), does the work, then
+// stores the answer under every key with a long TTL; concurrent copies wait briefly and answer the
+// stored value. If the first attempt fails, the markers are removed so a retry is accepted.
+// Several keys name one piece of work in several ways (a delivery id and a digest of its body): a
+// copy that matches any one of them is a copy.
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 
 const PENDING = "pending:";
 const DONE = "done:";
+const CLAIMED = "claimed";
 
-const DEL_IF_OURS = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+// A stored answer wins over a pending marker, so a copy never waits for a retry of finished work.
+const CLAIM = `
+local pending = false
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v then
+    if string.sub(v, 1, ${DONE.length}) == '${DONE}' then return v end
+    pending = v
+  end
+end
+if pending then return pending end
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
+return '${CLAIMED}'`;
+
+const STORE = `for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) end return #KEYS`;
+
+const DEL_IF_OURS = `
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then n = n + redis.call('DEL', KEYS[i]) end
+end
+return n`;
 
 export interface OnceOptions {
   /** How long a pending marker survives a crashed first attempt. */
@@ -39,48 +64,54 @@ export class OnceStore {
   }
 
   /**
-   * Runs `work` for the first caller of `key`. `work` returns whether its value should be remembered
-   * (a refusal is not: a retry must be able to succeed). Errors from `work` or from Redis propagate.
+   * Runs `work` for the first caller of `key` (or of any of `keys`: a copy that matches one of them
+   * answers what the first did). `work` returns whether its value should be remembered (a refusal
+   * is not: a retry must be able to succeed). Errors from `work` or from Redis propagate.
    */
-  async run<T>(key: string, work: () => Promise<{ remember: boolean; value: T }>): Promise<OnceResult<T>> {
+  async run<T>(key: string | readonly string[], work: () => Promise<{ remember: boolean; value: T }>): Promise<OnceResult<T>> {
+    const keys = typeof key === "string" ? [key] : [...key];
+    if (keys.length === 0) throw new TypeError("OnceStore.run needs at least one key");
     const deadline = Date.now() + this.#options.waitMs;
     const poll = this.#options.pollMs ?? 25;
+    const release = (marker: string) => this.#redis.eval(DEL_IF_OURS, keys.length, ...keys, marker);
     for (;;) {
       const marker = `${PENDING}${randomUUID()}`;
-      let claimed: string | null;
+      let claimed: unknown;
       try {
-        claimed = await this.#redis.set(key, marker, "PX", this.#options.pendingTtlMs, "NX");
+        claimed = await this.#redis.eval(CLAIM, keys.length, ...keys, marker, String(this.#options.pendingTtlMs));
       } catch (err) {
-        // A timed-out SET may still run when a hung Redis wakes up; the delete queued behind it on the
-        // same connection then removes the marker, so the redelivery is not blocked for pendingTtlMs.
-        this.#redis.eval(DEL_IF_OURS, 1, key, marker).catch(() => undefined);
+        // A timed-out claim may still run when a hung Redis wakes up; the delete queued behind it on the
+        // same connection then removes the markers, so the redelivery is not blocked for pendingTtlMs.
+        release(marker).catch(() => undefined);
         throw err;
       }
-      if (claimed === "OK") {
+      if (claimed === CLAIMED) {
         let outcome: { remember: boolean; value: T };
         try {
           outcome = await work();
         } catch (err) {
-          await this.#redis.eval(DEL_IF_OURS, 1, key, marker).catch(() => undefined);
+          await release(marker).catch(() => undefined);
           throw err;
         }
         if (outcome.remember) {
-          const stored = this.#redis.set(key, `${DONE}${JSON.stringify(outcome.value)}`, "EX", this.#options.doneTtlSeconds);
+          const stored = this.#redis.eval(STORE, keys.length, ...keys, `${DONE}${JSON.stringify(outcome.value)}`, String(this.#options.doneTtlSeconds));
           const background = this.#options.storeInBackground;
           if (background) stored.catch(background.onStoreError);
           else await stored;
         } else {
-          await this.#redis.eval(DEL_IF_OURS, 1, key, marker);
+          await release(marker);
         }
         return { status: "first", value: outcome.value };
       }
-      // Someone else holds the key: wait for their answer, or for the key to go away (they failed).
+      if (typeof claimed === "string" && claimed.startsWith(DONE)) return { status: "replay", value: JSON.parse(claimed.slice(DONE.length)) as T };
+      // Someone else holds a key: wait for their answer, or for the keys to go away (they failed).
       for (;;) {
-        const current = await this.#redis.get(key);
-        if (current === null) break; // the first attempt gave up; try to claim again
-        if (current.startsWith(DONE)) return { status: "replay", value: JSON.parse(current.slice(DONE.length)) as T };
         if (Date.now() >= deadline) return { status: "busy" };
         await new Promise((r) => setTimeout(r, poll));
+        const current = await this.#redis.mget(...keys);
+        const done = current.find((v) => v?.startsWith(DONE));
+        if (done) return { status: "replay", value: JSON.parse(done.slice(DONE.length)) as T };
+        if (current.every((v) => v === null)) break; // the first attempt gave up; try to claim again
       }
       if (Date.now() >= deadline) return { status: "busy" };
     }

@@ -110,7 +110,7 @@ describe("PR preview environments", () => {
     for (const d of gh.deployments("acme", repoName).filter((x) => x.environment === `preview/pr-${pr}`)) {
       expect(d.statuses.at(-1)?.state).toBe("inactive");
     }
-    const metrics = await fetch(`${h.service.url}/metrics`).then((r) => r.text());
+    const metrics = await fetch(`${h.service.url}/metrics`, { headers: { authorization: `Bearer ${h.token}` } }).then((r) => r.text());
     expect(metrics).toMatch(/stackrail_github_api_calls_total\{status="20[01]"\} [1-9]/);
     expect(metrics).toMatch(/stackrail_github_rate_limit_remaining \d+/);
     const order = ["removing the preview's manifest", "stack destroy"].map((s) => job.progress.findIndex((l) => l.includes(s)));

@@ -1,0 +1,100 @@
+// The variables of the tenant-isolation issue (11): which repositories' webhooks act, who may read
+// /metrics and where, how many unverified bytes the edge holds, how long a request may take, and
+// the minimum webhook secret length. Every refusal names its variable.
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "./config.ts";
+import { ConfigError } from "./errors.ts";
+
+const base = { PULUMI_CONFIG_PASSPHRASE: "config-test-passphrase", STACKRAIL_DATA_DIR: "/tmp/stackrail-config-test" };
+const load = (env: Record<string, string>) => loadConfig({ ...base, ...env }, "/tmp");
+
+function refusal(env: Record<string, string>): ConfigError {
+  try {
+    load(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error(`no ConfigError for ${JSON.stringify(env)}`);
+}
+
+describe("STACKRAIL_REPOSITORIES (finding 8)", () => {
+  it("acts on no repository when unset", () => {
+    expect(load({}).repositories).toEqual({ any: false, names: [] });
+    expect(load({ STACKRAIL_REPOSITORIES: "" }).repositories).toEqual({ any: false, names: [] });
+  });
+
+  it("lower-cases owner/name entries and allows any repository only for an explicit *", () => {
+    expect(load({ STACKRAIL_REPOSITORIES: "Acme/App, octo-org/infra.repo_1" }).repositories).toEqual({
+      any: false,
+      names: ["acme/app", "octo-org/infra.repo_1"],
+    });
+    expect(load({ STACKRAIL_REPOSITORIES: "*" }).repositories).toEqual({ any: true, names: [] });
+  });
+
+  it.each(["acme", "acme/app/extra", "*/app", "acme/*", "-acme/app", "ac me/app", "acme/"])("refuses %j, naming the variable", (value) => {
+    const err = refusal({ STACKRAIL_REPOSITORIES: value });
+    expect(err.variable).toBe("STACKRAIL_REPOSITORIES");
+    expect(err.message).toMatch(/^STACKRAIL_REPOSITORIES: /);
+  });
+});
+
+describe("GITHUB_WEBHOOK_SECRET (finding 12)", () => {
+  it("accepts secrets of 16 characters or more, comma-separated for rotation", () => {
+    expect(load({ GITHUB_WEBHOOK_SECRET: "0123456789abcdef,fedcba9876543210-new" }).webhookSecrets).toEqual(["0123456789abcdef", "fedcba9876543210-new"]);
+    expect(load({}).webhookSecrets).toEqual([]);
+  });
+
+  it("refuses a secret shorter than 16 characters without printing it", () => {
+    const err = refusal({ GITHUB_WEBHOOK_SECRET: "0123456789abcdef,short-secret" });
+    expect(err.variable).toBe("GITHUB_WEBHOOK_SECRET");
+    expect(err.message).not.toContain("short-secret");
+  });
+});
+
+describe("/metrics access (finding 12)", () => {
+  it("has no metrics token and no separate listener by default; the listener binds to loopback", () => {
+    const c = load({});
+    expect(c.metricsToken).toBeUndefined();
+    expect(c.metricsPort).toBeUndefined();
+    expect(c.metricsHost).toBe("127.0.0.1");
+  });
+
+  it("reads the token, port and host", () => {
+    const c = load({ STACKRAIL_METRICS_TOKEN: "metrics-token-0123456789", STACKRAIL_METRICS_PORT: "9464", STACKRAIL_METRICS_HOST: "10.0.0.5" });
+    expect(c).toMatchObject({ metricsToken: "metrics-token-0123456789", metricsPort: 9464, metricsHost: "10.0.0.5" });
+  });
+
+  it.each([
+    ["STACKRAIL_METRICS_TOKEN", "short"],
+    ["STACKRAIL_METRICS_PORT", "70000"],
+    ["STACKRAIL_METRICS_PORT", "metrics"],
+    ["STACKRAIL_METRICS_HOST", ""],
+  ])("refuses %s=%j, naming the variable", (variable, value) => {
+    expect(refusal({ [variable]: value }).variable).toBe(variable);
+  });
+});
+
+describe("unauthenticated resource limits (finding 9)", () => {
+  it("defaults to 64 MiB of unverified bodies and 30 s per request", () => {
+    const c = load({});
+    expect(c.unverifiedBytesMax).toBe(64 * 1024 * 1024);
+    expect(c.requestTimeoutMs).toBe(30_000);
+  });
+
+  it("reads both", () => {
+    const c = load({ STACKRAIL_UNVERIFIED_BYTES_MAX: String(8 * 1024 * 1024), STACKRAIL_REQUEST_TIMEOUT_MS: "1500" });
+    expect(c.unverifiedBytesMax).toBe(8 * 1024 * 1024);
+    expect(c.requestTimeoutMs).toBe(1500);
+  });
+
+  it.each([
+    ["STACKRAIL_UNVERIFIED_BYTES_MAX", "1000"],
+    ["STACKRAIL_UNVERIFIED_BYTES_MAX", "lots"],
+    ["STACKRAIL_REQUEST_TIMEOUT_MS", "0"],
+    ["STACKRAIL_REQUEST_TIMEOUT_MS", "1.5"],
+    ["STACKRAIL_REQUEST_TIMEOUT_MS", String(2 * 3_600_000)],
+  ])("refuses %s=%j, naming the variable", (variable, value) => {
+    expect(refusal({ [variable]: value }).variable).toBe(variable);
+  });
+});
