@@ -7,12 +7,13 @@ import type { Redis } from "ioredis";
 import type { DestinationStream } from "pino";
 import type { Config } from "./core/config.ts";
 import { secretValues } from "./core/config.ts";
+import { secureDataDir } from "./core/data-dir.ts";
 import { engineLocation, type EngineLocation } from "./core/engine.ts";
 import { createLogger, SecretScrubber, type Logger } from "./core/logger.ts";
 import { createMetrics, type Metrics } from "./core/metrics.ts";
 import type { GitOpsWriter } from "./worker/gitops/writer.ts";
 import type { JobQueue } from "./worker/queue.ts";
-import type { WorkerRole } from "./worker/worker-role.ts";
+import type { WorkerRole, WorkerRoleDeps } from "./worker/worker-role.ts";
 
 export type Role = "all" | "api" | "worker";
 
@@ -23,6 +24,8 @@ export interface ServiceOptions {
   readonly writer?: GitOpsWriter;
   /** Where log lines go when no logger is given (tests capture them to look for secrets). */
   readonly logDestination?: DestinationStream;
+  /** Job kinds beyond the job model (tests and benchmarks only; see WorkerRoleDeps). */
+  readonly extraKinds?: WorkerRoleDeps["extraKinds"];
 }
 
 export interface Service {
@@ -32,10 +35,12 @@ export interface Service {
   readonly scrubber: SecretScrubber;
   /** Where the HTTP edge listens (undefined for the worker role). */
   readonly url: string | undefined;
+  /** Where the metrics listener (STACKRAIL_METRICS_PORT, any role) serves `/metrics` without a token. */
+  readonly metricsUrl: string | undefined;
   readonly app: FastifyInstance | undefined;
   readonly queue: JobQueue | undefined;
   readonly worker: WorkerRole | undefined;
-  /** Stop taking work, let running jobs finish within the grace period, close connections. */
+  /** Stop taking work, let running jobs finish within the grace period, close connections. A second call waits for the first. */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -52,6 +57,8 @@ function waitReady(redis: Redis, timeoutMs: number): Promise<void> {
 
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<Service> {
   const role = options.role ?? "all";
+  // State, backups, bundles and the GitOps repository are for this user only: 0700/0600 (issue 11, finding 12).
+  await secureDataDir(config.dataDir);
   const scrubber = new SecretScrubber();
   scrubber.add(...secretValues(config));
   const logger =
@@ -60,13 +67,38 @@ export async function startService(config: Config, options: ServiceOptions = {})
   const metrics = createMetrics();
   const engine = options.engine ?? engineLocation();
   const closers: ((graceMs: number) => Promise<void>)[] = [];
+  const finalClosers: (() => Promise<void>)[] = [];
+
+  // Prometheus scrapes every process, workers included, here. Started first (a port in use stops the
+  // start-up before anything else runs) and closed last (a scrape during shutdown still answers).
+  let metricsUrl: string | undefined;
+  if (config.metricsPort !== undefined) {
+    const { startMetricsListener } = await import("./webhooks/metrics-listener.ts");
+    const listener = await startMetricsListener({
+      registry: metrics.registry,
+      host: config.metricsHost,
+      port: config.metricsPort,
+      requestTimeoutMs: config.requestTimeoutMs,
+      logger,
+    });
+    metricsUrl = listener.url;
+    finalClosers.push(() => listener.close());
+  }
 
   // Each role loads only its own modules: a worker process carries no HTTP stack, an API process
   // no job handlers (tens of MiB each).
   let worker: WorkerRole | undefined;
   if (role === "all" || role === "worker") {
     const { startWorkerRole } = await import("./worker/worker-role.ts");
-    worker = await startWorkerRole({ config, logger, metrics, scrubber, engine, ...(options.writer ? { writer: options.writer } : {}) });
+    worker = await startWorkerRole({
+      config,
+      logger,
+      metrics,
+      scrubber,
+      engine,
+      ...(options.writer ? { writer: options.writer } : {}),
+      ...(options.extraKinds ? { extraKinds: options.extraKinds } : {}),
+    });
     closers.push((graceMs) => worker?.close(graceMs) ?? Promise.resolve());
   }
 
@@ -123,17 +155,23 @@ export async function startService(config: Config, options: ServiceOptions = {})
     });
   }
 
+  let closing: Promise<void> | undefined;
   return {
     config,
     logger,
     metrics,
     scrubber,
     url,
+    metricsUrl,
     app,
     queue,
     worker,
-    async close(graceMs?: number): Promise<void> {
-      for (const close of closers) await close(graceMs ?? config.shutdownGraceMs);
+    close(graceMs?: number): Promise<void> {
+      closing ??= (async () => {
+        for (const close of closers) await close(graceMs ?? config.shutdownGraceMs);
+        for (const close of finalClosers) await close();
+      })();
+      return closing;
     },
   };
 }

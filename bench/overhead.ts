@@ -1,5 +1,6 @@
 // Job overhead: wall time from enqueue to done of a no-change `up` through the queue and worker
-// (a `stack.operation` job of the local tenant program on an existing stack), against the same
+// (a plain stack-operation job of the local tenant program on an existing stack: a kind only tests
+// and benchmarks give their worker, see test/support/stack-operation.ts), against the same
 // no-change `up` of the same stack run with the bare Pulumi CLI (`pulumi up --yes --skip-preview`)
 // on a Pulumi.yaml project whose program is the same tenant program, through the project's own
 // `pulumi-language-nodejs` host. Without that host, the baseline is PulumiRunner.run called
@@ -11,6 +12,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { PROJECT_ROOT, engineLocation } from "../core/engine.ts";
 import { startHarness, type Harness } from "../test/support/harness.ts";
+import { STACK_OPERATION, enqueueStackOperation, stackOperationJob, stackOperationKinds } from "../test/support/stack-operation.ts";
 import type { StackOperationRequest } from "../worker/pulumi-protocol.ts";
 import { createRunner } from "../worker/runner-factory.ts";
 import { dropLocalLeftovers, removeDir } from "./lib/cleanup.ts";
@@ -97,21 +99,16 @@ export async function benchOverhead(): Promise<Row[]> {
   const stack = `tenant-${id}`;
   const args = { tenantId: id, tier: "pool", region: "eu-west-1", version: "1.0.0" };
   const workDir = path.join(PROJECT_ROOT, ".stackrail", `bench-${randomBytes(4).toString("hex")}`);
-  const h = await startHarness();
+  const h = await startHarness({ extraKinds: stackOperationKinds });
   const queue = h.service.queue;
   if (!queue) throw new Error("harness has no queue");
   const enqueueUp = async (operation: "up" | "destroy" = "up"): Promise<{ ms: number; view: Awaited<ReturnType<typeof waitFinal>> }> => {
     const t0 = performance.now();
-    const { jobId } = await queue.enqueue({
-      kind: "stack.operation",
-      trigger: { type: "api", tokenName: "bench" },
-      requestedAt: new Date().toISOString(),
-      stack,
-      operation,
-      program: "tenant",
-      args,
-    });
-    const view = expectSucceeded(await waitFinal(queue, jobId), `stack.operation ${operation} ${stack}`);
+    const { jobId } = await enqueueStackOperation(
+      queue,
+      stackOperationJob({ trigger: { type: "api", tokenName: "bench" }, stack, operation, program: "tenant", args }),
+    );
+    const view = expectSucceeded(await waitFinal(queue, jobId), `${STACK_OPERATION} ${operation} ${stack}`);
     return { ms: performance.now() - t0, view };
   };
   let created = false;

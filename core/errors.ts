@@ -98,6 +98,11 @@ export class DeletionRefusedError extends StackrailError {
   override readonly code = "deletion_refused";
 }
 
+/** The worker's own check refuses a job the edge would have refused too (e.g. a repository not in STACKRAIL_REPOSITORIES); nothing was done. */
+export class NotAllowedError extends StackrailError {
+  override readonly code = "not_allowed";
+}
+
 export function fateOf(error: unknown): Fate {
   return error instanceof StackrailError ? error.fate : "fail";
 }

@@ -2,9 +2,14 @@
 // at the edge; the rest of the code only ever sees values that passed these schemas.
 import { z } from "zod";
 
-export const TENANT_ID_PATTERN = /^[a-z][a-z0-9-]{2,39}$/;
+/**
+ * 3 to 40 characters, a letter first and a letter or digit last: every name derived from the id
+ * (Kubernetes and Argo CD names among them) must end in a letter or digit too, and a trailing `-`
+ * would otherwise pass here and fail only after the tenant's stack had created resources.
+ */
+export const TENANT_ID_PATTERN = /^[a-z][a-z0-9-]{1,38}[a-z0-9]$/;
 
-export const tenantIdSchema = z.string().regex(TENANT_ID_PATTERN, "must match ^[a-z][a-z0-9-]{2,39}$");
+export const tenantIdSchema = z.string().regex(TENANT_ID_PATTERN, "must match ^[a-z][a-z0-9-]{1,38}[a-z0-9]$");
 export type TenantId = z.infer<typeof tenantIdSchema>;
 
 /** AWS region names (eu-west-1, us-east-2, ...); also used as folder names in the GitOps repo. */
@@ -60,4 +65,4 @@ export function regionStackName(region: Region): string {
 }
 
 /** Every stack name Stackrail creates matches this; anything else is refused before the engine sees it. */
-export const STACK_NAME_PATTERN = /^(tenant-[a-z][a-z0-9-]{2,39}|preview-[a-z0-9-]{1,40}-pr-\d{1,8}|region-[a-z]{2}(-[a-z]+)+-\d)$/;
+export const STACK_NAME_PATTERN = /^(tenant-[a-z][a-z0-9-]{1,38}[a-z0-9]|preview-[a-z0-9-]{1,40}-pr-\d{1,8}|region-[a-z]{2}(-[a-z]+)+-\d)$/;

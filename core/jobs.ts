@@ -37,6 +37,12 @@ export const jobDataSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("tenant.deprovision"), ...base, tenantId: tenantIdSchema }),
   z.object({ kind: z.literal("tenant.upgrade"), ...base, tenantId: tenantIdSchema, version: versionSchema }),
   z.object({ kind: z.literal("tenant.move"), ...base, tenantId: tenantIdSchema, tier: tierSchema }),
+  /**
+   * After a tier move's rollback window: the source tier's resources are backed up and removed.
+   * Only the move scheduler enqueues it; the handler re-checks every guard (never the tier the
+   * tenant lives on, never a protected tenant, a backup first), whoever put it in the queue.
+   */
+  z.object({ kind: z.literal("tenant.move-cleanup"), ...base, tenantId: tenantIdSchema, tier: tierSchema, region: regionSchema }),
   /** A drift check of the tenant's stack (refresh preview); `repair` brings it back with refresh + up, never for a protected tenant. */
   z.object({ kind: z.literal("tenant.drift"), ...base, tenantId: tenantIdSchema, repair: z.boolean().default(false) }),
   z.object({
@@ -72,23 +78,15 @@ export const jobDataSchema = z.discriminatedUnion("kind", [
     pr: prNumberSchema,
     reason: z.string().max(500),
   }),
-  /** Used by the foundation tests and `npm run demo`: a stack up/destroy of the local tenant program. */
-  z.object({
-    kind: z.literal("stack.operation"),
-    ...base,
-    stack: z.string().max(100),
-    /** Pulumi project of the stack (tenant stacks live in one project per tier); defaults to "stackrail". */
-    project: z
-      .string()
-      .regex(/^[a-z][a-z0-9-]{0,40}$/)
-      .optional(),
-    operation: z.enum(["up", "destroy", "preview", "refresh", "drift"]),
-    program: z.string().max(64),
-    args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
-  }),
 ]);
 export type JobData = z.infer<typeof jobDataSchema>;
 export type JobKind = JobData["kind"];
+
+/**
+ * Every kind a job may have. There is deliberately no raw stack operation among them: each kind
+ * names a lifecycle step whose handler checks its own guards (issue 11, finding 3).
+ */
+export const JOB_KINDS: readonly JobKind[] = jobDataSchema.options.map((o) => o.shape.kind.value);
 
 /** States a job shows in `GET /v1/jobs/:id` (brief + issue 4). */
 export type JobState = "waiting" | "running" | "succeeded" | "failed" | "superseded" | "cancelled";

@@ -9,6 +9,7 @@ import type { WebhookDefinition } from "@octokit/webhooks-examples";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { PROJECT_ROOT } from "../core/engine.ts";
+import { publicUrl } from "../core/urls.ts";
 import { checkMariaDb, checkRedis } from "../test/support/services.ts";
 import { startHarness, type Harness } from "../test/support/harness.ts";
 import type { JobView } from "../worker/queue.ts";
@@ -144,14 +145,14 @@ async function main(): Promise<void> {
       }
     }
     const log = h.gitLog();
-    out(`  GitOps repository ${keep ? h.config.gitopsRepo : "(removed)"}: ${log.length} commits`);
+    out(`  GitOps repository ${keep ? publicUrl(h.config.gitopsRepo) : "(removed)"}: ${log.length} commits`);
     for (const line of log) out(`    ${line.slice(0, 12)} ${line.slice(41)}`);
     // Every commit a job reports is in the repository's log, and every commit after the first is a job's.
     const fromJobs = new Set(records.flatMap((r) => r.jobs.flatMap((j) => commitsOf(j))));
     const fromLog = log.map((l) => l.slice(0, 40)).slice(0, -1);
     const matches = fromLog.length === fromJobs.size && fromLog.every((c) => fromJobs.has(c));
     out(`  job summary ${matches ? "matches" : "DOES NOT match"} the GitOps log (${fromJobs.size} job commits)`);
-    if (keep) out(`  Pulumi state: ${h.config.pulumiBackendUrl}`);
+    if (keep) out(`  Pulumi state: ${publicUrl(h.config.pulumiBackendUrl)}`);
     await h.close({ keep });
     if (!keep) rmSync(dataDir, { recursive: true, force: true });
   }

@@ -1,5 +1,5 @@
 // Operator routes: cancel a job, the dead-letter list and its retry, the audit trail, and the
-// queue dashboard (@bull-board) under /admin/queues — all behind the API tokens.
+// queue dashboard (@bull-board, read-only) under /admin/queues — all behind the API tokens.
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
@@ -117,7 +117,10 @@ export async function registerOperationsApi(app: FastifyInstance, deps: Operatio
     registered();
   });
 
-  // The dashboard, in its own scope so its auth hook covers its static assets too.
+  // The dashboard, in its own scope so its auth hook covers its static assets too. It only ever
+  // looks: a job added, retried or edited here would reach the worker without passing the tenant
+  // API's checks, so Bull Board runs read-only and, should a version of it ever serve a write
+  // route anyway, the edge refuses every method that is not a read.
   await app.register(
     async (scope) => {
       scope.addHook("onRequest", (req, reply, done) => {
@@ -125,11 +128,18 @@ export async function registerOperationsApi(app: FastifyInstance, deps: Operatio
           void refuse(reply, true);
           return;
         }
+        if (req.method !== "GET" && req.method !== "HEAD") {
+          void reply
+            .code(405)
+            .header("allow", "GET, HEAD")
+            .send({ error: "read_only", message: "the queue dashboard is read-only; use the /v1 API to change jobs" });
+          return;
+        }
         done();
       });
       const serverAdapter = new FastifyAdapter();
       serverAdapter.setBasePath("/admin/queues");
-      createBullBoard({ queues: [new BullMQAdapter(queue.queue, { readOnlyMode: false })], serverAdapter });
+      createBullBoard({ queues: [new BullMQAdapter(queue.queue, { readOnlyMode: true, allowRetries: false })], serverAdapter });
       await scope.register(serverAdapter.registerPlugin());
     },
     { prefix: "/admin/queues" },

@@ -16,6 +16,8 @@ import { functionNameSchema, regionSchema, tenantIdSchema, tierSchema, versionSc
 import { jobDataSchema, type JobData, type Trigger } from "../core/jobs.ts";
 import type { Logger } from "../core/logger.ts";
 import type { JobQueue } from "../worker/queue.ts";
+import { deriveTenantNames } from "../worker/tenant-names.ts";
+import { checkBundle } from "./bundle-check.ts";
 import { OnceStore } from "./once.ts";
 import type { TenantIndex, TenantRecord } from "./tenant-index.ts";
 
@@ -88,6 +90,8 @@ function publicTenant(r: TenantRecord): Record<string, unknown> {
     version: r.version,
     protected: r.protected ?? false,
     state: r.state,
+    // A failed provision or deprovision: which job, which stack may hold resources, and why.
+    ...(r.failure ? { failure: r.failure } : {}),
     outputs: r.outputs,
     updatedAt: r.updatedAt,
   };
@@ -170,6 +174,9 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
       scope.post("/tenants", async (req, reply) =>
         mutate(req, reply, bodyPrint(req), async () => {
           const body = parseWith(provisionBody, req.body, "body");
+          // Every name the id yields (database, users, paths, Kubernetes and Argo CD names) is
+          // checked now, so no id is accepted that some system would refuse after `up`.
+          deriveTenantNames(body.id);
           const version = body.version ?? (await deps.tenants.currentVersion());
           if (!version) throw new ValidationError("version", "is required: no release has been rolled out yet");
           const claim = await deps.tenants.claimProvision({ id: body.id, region: body.region, tier: body.tier, version });
@@ -214,7 +221,8 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
             const record = await deps.tenants.get(id);
             if (!record) throw new NotFoundError(`tenant ${id} not found`);
             if (record.protected) throw new ConflictError(`tenant ${id} is protected`);
-            const moved = await deps.tenants.transition(id, ["active", "provisioning"], "deprovisioning");
+            // A failed tenant is cleaned up the same way: its stack may hold resources.
+            const moved = await deps.tenants.transition(id, ["active", "provisioning", "failed"], "deprovisioning");
             if (moved === "missing") throw new NotFoundError(`tenant ${id} not found`);
             if (moved !== "ok") throw new ConflictError(`tenant ${id} is already ${moved}`);
             try {
@@ -233,6 +241,7 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
         const record = await deps.tenants.get(id);
         if (!record) throw new NotFoundError(`tenant ${id} not found`);
         if (record.state === "deprovisioning") throw new ConflictError(`tenant ${id} is being deprovisioned`);
+        if (record.state === "failed") throw new ConflictError(`tenant ${id} failed (${record.failure?.job ?? "?"}); DELETE it to clean it up`);
         return record;
       }
 
@@ -267,7 +276,8 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
           const bundle = Buffer.from(body.code, "base64");
           if (bundle.length === 0) throw new ValidationError("code", "is empty");
           if (bundle.length > BUNDLE_MAX_BYTES) throw new ValidationError("code", "bundle is larger than 10 MiB");
-          if (bundle.length < 4 || bundle.readUInt32LE(0) !== 0x04034b50) throw new ValidationError("code", "must be a zip archive");
+          // The archive itself (not its first bytes), before anything is stored: see bundle-check.ts.
+          await checkBundle(bundle, body.handler);
           await changeable(id);
           const bundleSha256 = await storeBundle(bundle);
           const jobId = await enqueue(

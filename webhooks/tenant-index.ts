@@ -1,7 +1,7 @@
 // The tenant index in Redis: what the tenant API reads (desired state + last known outputs).
 // Redis is not the system of record: the GitOps repository (tenants/<id>/tenant.yaml) and Pulumi
 // state are. Start-up calls rebuild() with what it read from the repository; the worker calls
-// recordOutputs() / markDeleted() / abandonProvision() as jobs finish.
+// recordOutputs() / markDeleted() / abandonProvision() / markFailed() as jobs finish.
 //
 // Keys: <prefix>:tenants (set of ids), <prefix>:tenant:<id> (hash).
 import type { Redis } from "ioredis";
@@ -18,11 +18,30 @@ export interface TenantDesired {
   protected?: boolean;
 }
 
-/** provisioning: accepted, not yet in the repository/infrastructure; active: exists; deprovisioning: on its way out. */
-export type TenantState = "provisioning" | "active" | "deprovisioning";
+/**
+ * provisioning: accepted, not yet in the repository/infrastructure; active: exists; deprovisioning:
+ * on its way out; failed: a provision or deprovision failed after its stack may have created or
+ * kept resources. A failed record is never dropped by itself: `failure` says what may exist, and
+ * DELETE cleans it up.
+ */
+export type TenantState = "provisioning" | "active" | "deprovisioning" | "failed";
+
+/** What a failed job left behind, as far as the record can say; never a secret. */
+export interface TenantFailure {
+  /** The job kind that failed. */
+  job: "tenant.provision" | "tenant.deprovision";
+  jobId: string;
+  /** The stack that may hold resources (and its project's tier). */
+  stack: string;
+  tier: Tier;
+  /** `code: message`, scrubbed and bounded. */
+  error: string;
+  at: string;
+}
 
 export interface TenantRecord extends TenantDesired {
   state: TenantState;
+  failure?: TenantFailure;
   /** Last known non-secret infrastructure outputs (endpoints, names, ARNs), as the worker recorded them. */
   outputs: Record<string, unknown>;
   updatedAt: string | null;
@@ -53,6 +72,16 @@ end
 return 0
 `;
 
+const MARK_FAILED = `
+-- KEYS[1] tenant hash   ARGV: failure (JSON), updatedAt
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'failure', ARGV[1], 'updatedAt', ARGV[2])
+return 1
+`;
+
+/** States a record keeps over a rebuild from the repository: they describe work the repository does not show. */
+const KEPT_STATES: ReadonlySet<string> = new Set(["provisioning", "deprovisioning", "failed"]);
+
 export type ClaimResult = { ok: true } | { ok: false; state: TenantState };
 
 export class TenantIndex {
@@ -80,7 +109,9 @@ export class TenantIndex {
 
   /**
    * Replaces the index with the tenants read from the GitOps repository. Tenants still being
-   * provisioned (accepted, not yet committed) are kept; last outputs are kept for known tenants.
+   * provisioned (accepted, not yet committed), being deprovisioned (manifests already removed,
+   * resources not yet) or failed are kept: forgetting them would forget resources that exist.
+   * Last outputs are kept for known tenants.
    */
   async rebuild(tenants: readonly TenantDesired[]): Promise<void> {
     const existing = await this.#redis.smembers(this.#idsKey());
@@ -89,11 +120,11 @@ export class TenantIndex {
     const wanted = new Set(tenants.map((t) => t.id));
     const tx = this.#redis.multi();
     for (const id of existing) {
-      if (!wanted.has(id) && states.get(id) !== "provisioning") tx.del(this.#key(id)).srem(this.#idsKey(), id);
+      if (!wanted.has(id) && !KEPT_STATES.has(states.get(id) ?? "")) tx.del(this.#key(id)).srem(this.#idsKey(), id);
     }
     for (const t of tenants) {
       const prev = states.get(t.id);
-      const state = prev === "provisioning" || prev === "deprovisioning" ? prev : "active";
+      const state = prev && KEPT_STATES.has(prev) ? prev : "active";
       tx.hset(this.#key(t.id), {
         id: t.id,
         region: t.region,
@@ -121,6 +152,15 @@ export class TenantIndex {
   }
 
   /**
+   * A job failed after the tenant's stack may have created or kept resources: the record stays,
+   * `failed`, saying which job and stack, so the API shows it and DELETE can clean it up.
+   */
+  async markFailed(id: string, failure: Omit<TenantFailure, "at">): Promise<void> {
+    const value: TenantFailure = { ...failure, error: failure.error.slice(0, 500), at: this.#stamp() };
+    await this.#redis.eval(MARK_FAILED, 1, this.#key(id), JSON.stringify(value), this.#stamp());
+  }
+
+  /**
    * Moves the tenant to `to` if it is in one of `from` (any state when `from` is empty).
    * Returns "ok", "missing", or the current state that refused the transition.
    */
@@ -132,12 +172,13 @@ export class TenantIndex {
   async recordOutputs(id: string, outputs: Record<string, unknown>, desired?: Partial<Omit<TenantDesired, "id">>): Promise<void> {
     const safe: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(outputs)) if (!SECRET_FIELD_NAME.test(k)) safe[k] = v;
-    // A tenant already on its way out stays `deprovisioning` until markDeleted().
+    // A tenant already on its way out stays `deprovisioning` until markDeleted(); a failed one
+    // stays failed until DELETE has cleaned it up.
     const current = await this.#redis.hget(this.#key(id), "state");
     const fields: Record<string, string> = {
       id,
       outputs: JSON.stringify(safe),
-      state: current === "deprovisioning" ? "deprovisioning" : "active",
+      state: current === "deprovisioning" || current === "failed" ? current : "active",
       updatedAt: this.#stamp(),
     };
     if (desired?.region) fields.region = desired.region;
@@ -161,6 +202,12 @@ export class TenantIndex {
     } catch {
       outputs = {};
     }
+    let failure: TenantFailure | undefined;
+    try {
+      failure = h.failure ? (JSON.parse(h.failure) as TenantFailure) : undefined;
+    } catch {
+      failure = undefined;
+    }
     return {
       id: h.id,
       region: h.region ?? "",
@@ -168,6 +215,7 @@ export class TenantIndex {
       version: h.version ?? "",
       protected: h.protected === "1",
       state: (h.state ?? "active") as TenantState,
+      ...(failure ? { failure } : {}),
       outputs,
       updatedAt: h.updatedAt ?? null,
     };

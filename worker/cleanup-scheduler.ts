@@ -1,10 +1,11 @@
 // Deferred clean-ups: after a tier move the source side is kept for a rollback window, then
 // destroyed. Due clean-ups sit in a Redis sorted set (score = due time); the worker polls it and
-// enqueues an ordinary stack destroy, which runs in the tenant's lane like every other job.
+// enqueues a `tenant.move-cleanup` job, which runs in the tenant's lane like every other job and
+// checks its own guards (never the tier the tenant lives on, protection, a backup first). There is
+// no raw stack destroy to enqueue: nothing outside the worker can ask for one.
 import type { Redis } from "ioredis";
-import type { Tier } from "../core/ids.ts";
+import { regionSchema, tenantIdSchema, tierSchema, type Tier } from "../core/ids.ts";
 import type { Logger } from "../core/logger.ts";
-import { tenantProject } from "./handlers/tenant-support.ts";
 import type { JobQueue } from "./queue.ts";
 
 interface Cleanup {
@@ -50,22 +51,31 @@ export class CleanupScheduler {
   async enqueueDue(queue: JobQueue, logger: Logger): Promise<number> {
     const due = (await this.#redis.eval(TAKE_DUE, 1, this.#key, String(this.#now()))) as string[];
     for (const m of due) {
-      const c = JSON.parse(m) as Cleanup;
-      const stack = `tenant-${c.tenantId}`;
-      const { jobId } = await queue.enqueue(
-        {
-          kind: "stack.operation",
+      let c: Cleanup;
+      try {
+        const raw = JSON.parse(m) as Record<string, unknown>;
+        c = { tenantId: tenantIdSchema.parse(raw.tenantId), tier: tierSchema.parse(raw.tier), region: regionSchema.parse(raw.region) };
+      } catch {
+        logger.warn("skipping a move clean-up entry that does not parse");
+        continue;
+      }
+      let jobId: string;
+      try {
+        ({ jobId } = await queue.enqueue({
+          kind: "tenant.move-cleanup",
           trigger: { type: "schedule", name: "move-cleanup" },
           requestedAt: new Date(this.#now()).toISOString(),
-          stack,
-          project: tenantProject(c.tier),
-          operation: "destroy",
-          program: "tenant",
-          args: { tenantId: c.tenantId, tier: c.tier, region: c.region },
-        },
-        { stack },
-      );
-      logger.info({ jobId, stack, tier: c.tier }, "rollback window over; source resources scheduled for removal");
+          tenantId: c.tenantId,
+          tier: c.tier,
+          region: c.region,
+        }));
+      } catch (err) {
+        // Taken from the set but not queued: put it back so the next tick tries again.
+        await this.#redis.zadd(this.#key, this.#now(), this.#member(c));
+        logger.warn({ err, tenantId: c.tenantId, tier: c.tier }, "move clean-up could not be queued; kept for the next tick");
+        continue;
+      }
+      logger.info({ jobId, tenantId: c.tenantId, tier: c.tier }, "rollback window over; source resources scheduled for removal");
     }
     return due.length;
   }

@@ -11,6 +11,7 @@ import { JOBS_QUEUE, type JobData } from "../core/jobs.ts";
 import { createLogger, SecretScrubber } from "../core/logger.ts";
 import { createMetrics } from "../core/metrics.ts";
 import { TEST_REDIS_URL, uniqueName } from "../test/support/services.ts";
+import { STACK_OPERATION, enqueueStackOperation, stackOperationJob, stackOperationKindWith, type StackOperationJob } from "../test/support/stack-operation.ts";
 import { registerOperationsApi } from "../webhooks/operations-api.ts";
 import { DeadLetters } from "./dead-letters.ts";
 import { createJobWorker, type JobWorker } from "./job-worker.ts";
@@ -26,16 +27,8 @@ let events: QueueEvents;
 const calls = new Map<string, number>();
 let healed = false;
 
-function job(stack: string, program: string): JobData {
-  return {
-    kind: "stack.operation",
-    trigger: { type: "api", tokenName: "test" },
-    requestedAt: new Date().toISOString(),
-    stack,
-    operation: "up",
-    program,
-    args: {},
-  };
+function job(stack: string, program: string): StackOperationJob {
+  return stackOperationJob({ stack, operation: "up", program });
 }
 
 beforeAll(async () => {
@@ -55,14 +48,16 @@ beforeAll(async () => {
     timeoutMs: () => 60_000,
     laneRetryMs: 100,
     deadLetters: new DeadLetters(redis, prefix),
-    handlers: {
-      "stack.operation": async (ctx) => {
+    // A test-only kind whose handler fails on purpose, injected like any dependency.
+    handlers: {},
+    extraKinds: {
+      [STACK_OPERATION]: stackOperationKindWith(async (ctx) => {
         calls.set(ctx.jobId, (calls.get(ctx.jobId) ?? 0) + 1);
         await Promise.resolve();
         if (ctx.data.program === "flaky" && !healed) throw new TransientError("network unreachable");
         if (ctx.data.program === "broken") throw new ProgramError("resource failed: bad input");
         return { ok: true };
-      },
+      }),
     },
   });
 });
@@ -78,7 +73,7 @@ afterAll(async () => {
 
 describe("job fates", () => {
   it("fails a program error at once, without retries and without a dead letter", async () => {
-    const { jobId } = await queue.enqueue(job("tenant-fates-broken", "broken"), { stack: "tenant-fates-broken" });
+    const { jobId } = await enqueueStackOperation(queue, job("tenant-fates-broken", "broken"));
     await (await queue.queue.getJob(jobId))?.waitUntilFinished(events).catch(() => undefined);
     const view = await queue.getJobView(jobId);
     expect(view?.state).toBe("failed");
@@ -88,7 +83,7 @@ describe("job fates", () => {
   });
 
   it("retries a transient failure with backoff, dead-letters it after the last attempt, and retries it from the API", async () => {
-    const { jobId } = await queue.enqueue(job("tenant-fates-flaky", "flaky"), { stack: "tenant-fates-flaky" });
+    const { jobId } = await enqueueStackOperation(queue, job("tenant-fates-flaky", "flaky"));
     const started = Date.now();
     await (await queue.queue.getJob(jobId))?.waitUntilFinished(events, 60_000).catch(() => undefined);
     expect(calls.get(jobId)).toBe(3);

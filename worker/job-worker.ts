@@ -4,7 +4,8 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { CancelledError, OperationTimeoutError, StackrailError, TransientError, fateOf } from "../core/errors.ts";
-import { JOBS_QUEUE, jobDataSchema, type JobData, type JobKind } from "../core/jobs.ts";
+import type { z } from "zod";
+import { JOB_KINDS, JOBS_QUEUE, jobDataSchema, type JobData, type JobKind } from "../core/jobs.ts";
 import type { Logger, SecretScrubber } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
 
@@ -25,6 +26,44 @@ export type StepContext = Omit<JobContext, "data">;
 export type JobHandler<K extends JobKind = JobKind> = (ctx: JobContext<K>) => Promise<Record<string, unknown>>;
 export type JobHandlers = { [K in JobKind]?: JobHandler<K> };
 
+/** A job of an extra kind that passed that kind's schema: its lane and how to run it. */
+export interface AcceptedJob {
+  readonly stack: string | undefined;
+  run(ctx: StepContext): Promise<Record<string, unknown>>;
+}
+
+/**
+ * A job kind outside the job model of core/jobs.ts, handed to one worker by dependency injection:
+ * the tests and the benchmarks register a plain stack operation this way. Production registers
+ * none, so the only kinds a production worker runs are the lifecycle kinds, each of whose
+ * handlers checks its own guards.
+ */
+export interface ExtraJobKind {
+  /** The job, or null when its data does not match this kind's schema. */
+  accept(data: unknown): AcceptedJob | null;
+  readonly timeoutMs?: number;
+}
+export type ExtraJobKinds = Readonly<Record<string, ExtraJobKind>>;
+
+/** An extra job kind from a zod schema, a handler and the lane its jobs run in. */
+export function extraJobKind<T>(
+  schema: z.ZodType<T>,
+  handler: (ctx: StepContext & { readonly data: T }) => Promise<Record<string, unknown>>,
+  options: { stackOf?: (data: T) => string | undefined; timeoutMs?: number } = {},
+): ExtraJobKind {
+  return {
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    accept(raw) {
+      const parsed = schema.safeParse(raw);
+      if (!parsed.success) return null;
+      const data = parsed.data;
+      return { stack: options.stackOf?.(data), run: (ctx) => handler({ ...ctx, data }) };
+    },
+  };
+}
+
+const DEFAULT_EXTRA_TIMEOUT_MS = 30 * 60_000;
+
 /** The per-stack FIFO the HTTP edge registers jobs in (worker/stack-lanes.ts). */
 export interface LaneControl {
   tryAcquire(stack: string, jobId: string, leaseMs: number): Promise<boolean>;
@@ -41,6 +80,8 @@ export interface JobWorkerDeps {
   readonly concurrency: number;
   readonly lanes: LaneControl;
   readonly handlers: JobHandlers;
+  /** Kinds beyond the job model (tests, benchmarks); a production worker has none. */
+  readonly extraKinds?: ExtraJobKinds;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly scrubber: SecretScrubber;
@@ -77,6 +118,37 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
   const leaseMs = deps.laneLeaseMs ?? 60_000;
   const laneRetryMs = deps.laneRetryMs ?? 500;
   const running = new Map<string, AbortController>();
+  const extraKinds = deps.extraKinds ?? {};
+  for (const name of Object.keys(extraKinds)) {
+    if ((JOB_KINDS as readonly string[]).includes(name)) throw new TypeError(`extra job kind ${name} would shadow a lifecycle kind`);
+  }
+
+  /**
+   * What a job is, decided before it touches anything (its lane included): its validated data,
+   * its handler, its lane and time limit. A job of a kind this worker does not know, or whose data
+   * does not match its kind, fails at once without a retry: nothing can make it valid later.
+   */
+  const prepare = (job: Job): { kind: string; stack: string | undefined; limitMs: number; run: (ctx: StepContext) => Promise<Record<string, unknown>> } => {
+    const rawKind = (job.data as { kind?: unknown } | null | undefined)?.kind;
+    const extra = typeof rawKind === "string" && Object.hasOwn(extraKinds, rawKind) ? extraKinds[rawKind] : undefined;
+    if (extra && typeof rawKind === "string") {
+      const accepted = extra.accept(job.data);
+      if (!accepted) throw new UnrecoverableError(`invalid: job data does not match its schema (kind ${rawKind})`);
+      return { kind: rawKind, stack: accepted.stack, limitMs: extra.timeoutMs ?? DEFAULT_EXTRA_TIMEOUT_MS, run: (ctx) => accepted.run(ctx) };
+    }
+    const parsed = jobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const unknownKind = issue?.path.join(".") === "kind";
+      throw new UnrecoverableError(
+        unknownKind ? "invalid: not a job kind this worker runs" : `invalid: job data does not match its schema (${issue?.path.join(".") ?? "?"})`,
+      );
+    }
+    const data = parsed.data;
+    const handler = deps.handlers[data.kind] as JobHandler | undefined;
+    if (!handler) throw new UnrecoverableError(`invalid: no handler for job kind ${data.kind}`);
+    return { kind: data.kind, stack: deps.stackOf(job), limitMs: deps.timeoutMs(data.kind), run: (ctx) => handler({ ...ctx, data }) };
+  };
 
   const processor = async (job: Job, token?: string): Promise<Record<string, unknown>> => {
     const jobId = job.id ?? "";
@@ -87,26 +159,29 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       kind: (job.data as { kind?: string }).kind,
       ...(trigger?.type === "webhook" && trigger.deliveryId ? { deliveryId: trigger.deliveryId } : {}),
     });
-    const parsed = jobDataSchema.safeParse(job.data);
-    if (!parsed.success) {
-      throw new UnrecoverableError(`invalid: job data does not match its schema (${parsed.error.issues[0]?.path.join(".") ?? "?"})`);
+    let prepared: ReturnType<typeof prepare>;
+    try {
+      prepared = prepare(job);
+    } catch (err) {
+      log.warn({ reason: deps.scrubber.scrub(err instanceof Error ? err.message : String(err)) }, "job refused before it ran");
+      throw err;
     }
-    const data = parsed.data;
+    const kind = prepared.kind;
 
     const supersededBy = await deps.lanes.isSuperseded(jobId);
     if (supersededBy) {
       log.info({ supersededBy }, "job superseded before it ran");
-      deps.metrics.jobsTotal.inc({ kind: data.kind, state: "superseded" });
+      deps.metrics.jobsTotal.inc({ kind, state: "superseded" });
       return { superseded: true, supersededBy };
     }
 
     if (await deps.lanes.isCancelled(jobId)) {
       log.info("job cancelled before it ran");
-      deps.metrics.jobsTotal.inc({ kind: data.kind, state: "cancelled" });
+      deps.metrics.jobsTotal.inc({ kind, state: "cancelled" });
       return { cancelled: true };
     }
 
-    const stack = deps.stackOf(job);
+    const stack = prepared.stack;
     if (stack && !(await deps.lanes.tryAcquire(stack, jobId, leaseMs))) {
       // Another job of this stack is ahead: wait in the queue without spending an attempt.
       await job.moveToDelayed(Date.now() + laneRetryMs, token);
@@ -116,8 +191,8 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
     const controller = new AbortController();
     running.set(jobId, controller);
     const timeout = setTimeout(
-      () => controller.abort(new OperationTimeoutError(`${data.kind} exceeded its time limit of ${Math.round(deps.timeoutMs(data.kind) / 1000)}s`)),
-      deps.timeoutMs(data.kind),
+      () => controller.abort(new OperationTimeoutError(`${kind} exceeded its time limit of ${Math.round(prepared.limitMs / 1000)}s`)),
+      prepared.limitMs,
     );
     const renewer = stack
       ? setInterval(
@@ -140,15 +215,12 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
         }, deps.cancelPollMs ?? 250)
       : undefined;
 
-    const handler = deps.handlers[data.kind] as JobHandler | undefined;
     let releaseLane = true;
     try {
-      if (!handler) throw new UnrecoverableError(`invalid: no handler for job kind ${data.kind}`);
       log.info({ stack, attempt: job.attemptsMade + 1 }, "job started");
-      deps.metrics.jobsTotal.inc({ kind: data.kind, state: "running" });
-      const result = await handler({
+      deps.metrics.jobsTotal.inc({ kind, state: "running" });
+      const result = await prepared.run({
         jobId,
-        data: data,
         attempt: job.attemptsMade + 1,
         signal: controller.signal,
         logger: log,
@@ -158,7 +230,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
           await job.log(clean);
         },
       });
-      deps.metrics.jobsTotal.inc({ kind: data.kind, state: "succeeded" });
+      deps.metrics.jobsTotal.inc({ kind, state: "succeeded" });
       log.info("job succeeded");
       return deps.scrubber.scrubValue(result);
     } catch (error) {
@@ -178,7 +250,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
         throw new Error(reason, { cause: error });
       }
       const state = error instanceof CancelledError || error instanceof OperationTimeoutError ? "cancelled" : "failed";
-      deps.metrics.jobsTotal.inc({ kind: data.kind, state });
+      deps.metrics.jobsTotal.inc({ kind, state });
       if (state === "cancelled") await deps.lanes.markCancelled(jobId);
       // Transient failures that used up their retries wait in the dead-letter list for an operator.
       else if (fate === "retry") await deps.deadLetters?.add(jobId, reason);

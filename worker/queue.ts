@@ -35,14 +35,13 @@ export function stackFor(data: JobData): string | undefined {
     case "tenant.move":
     case "tenant.function":
     case "tenant.drift":
+    case "tenant.move-cleanup":
       return tenantStackName(data.tenantId);
     case "preview.up":
     case "preview.destroy":
       return previewStackName(data.repo.name, data.pr);
     case "release.rollout":
       return RELEASES_LANE;
-    case "stack.operation":
-      return data.stack;
     case "comment.refusal":
       return undefined;
   }

@@ -3,8 +3,9 @@
 import { DelayedError, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { JOBS_QUEUE, type JobData } from "../core/jobs.ts";
+import { JOBS_QUEUE } from "../core/jobs.ts";
 import { TEST_REDIS_URL, uniqueName } from "../test/support/services.ts";
+import { enqueueStackOperation, stackOperationJob, type StackOperationJob } from "../test/support/stack-operation.ts";
 import { deleteKeys } from "../webhooks/edge-fixture.ts";
 import { JobQueue } from "./queue.ts";
 import { StackLanes } from "./stack-lanes.ts";
@@ -95,15 +96,8 @@ describe("lanes with a real BullMQ worker", () => {
     const workerLanes = new StackLanes(edge, qprefix);
     const spans: { id: string; stack: string; start: number; end: number }[] = [];
 
-    const op = (stack: string, n: number): JobData => ({
-      kind: "stack.operation",
-      trigger: { type: "schedule", name: "test" },
-      requestedAt: new Date().toISOString(),
-      stack,
-      operation: "up",
-      program: "test",
-      args: { n },
-    });
+    const op = (stack: string, n: number): StackOperationJob =>
+      stackOperationJob({ trigger: { type: "schedule", name: "test" }, stack, operation: "up", program: "test", args: { n } });
 
     const worker = new Worker(
       JOBS_QUEUE,
@@ -129,9 +123,9 @@ describe("lanes with a real BullMQ worker", () => {
 
     try {
       const a: string[] = [];
-      for (let i = 0; i < 4; i++) a.push((await queue.enqueue(op("tenant-aaa", i))).jobId);
-      const b = (await queue.enqueue(op("tenant-bbb", 0))).jobId;
-      const c = (await queue.enqueue(op("tenant-ccc", 0))).jobId;
+      for (let i = 0; i < 4; i++) a.push((await enqueueStackOperation(queue, op("tenant-aaa", i))).jobId);
+      const b = (await enqueueStackOperation(queue, op("tenant-bbb", 0))).jobId;
+      const c = (await enqueueStackOperation(queue, op("tenant-ccc", 0))).jobId;
 
       const deadline = Date.now() + 20_000;
       while (spans.length < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

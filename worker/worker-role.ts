@@ -18,7 +18,8 @@ import { reapIdlePreviews } from "./preview-reaper.ts";
 import { driftWindowMs, enqueueDueDriftChecks } from "./drift-scheduler.ts";
 import type { GitOpsWriter } from "./gitops/writer.ts";
 import { createHandlers } from "./handlers/index.ts";
-import { createJobWorker, type JobWorker } from "./job-worker.ts";
+import { createJobWorker, type ExtraJobKinds, type JobWorker } from "./job-worker.ts";
+import type { StackRunner } from "./pulumi-runner.ts";
 import { CleanupScheduler } from "./cleanup-scheduler.ts";
 import { observedRunner } from "./observed-runner.ts";
 import { DeadLetters } from "./dead-letters.ts";
@@ -38,6 +39,8 @@ export interface WorkerRoleDeps {
   /** Defaults to GitHub with the configured credentials, or the log without them. */
   readonly feedbackFor?: (repo: RepoRef) => Promise<Feedback>;
   readonly schedulerIntervalMs?: number;
+  /** Job kinds beyond the job model, built on this worker's runner: tests and benchmarks only. */
+  readonly extraKinds?: (deps: { runner: StackRunner; policyPacks: readonly string[] }) => ExtraJobKinds;
 }
 
 export interface WorkerRole {
@@ -100,6 +103,7 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
     concurrency: config.concurrency,
     lanes,
     handlers,
+    ...(deps.extraKinds ? { extraKinds: deps.extraKinds({ runner, policyPacks: policyPacksFor(config) }) } : {}),
     logger,
     metrics: deps.metrics,
     scrubber: deps.scrubber,

@@ -14,6 +14,7 @@ import { driftJobId, driftSlot } from "../../worker/drift-scheduler.ts";
 import { TenantIndex } from "../../webhooks/tenant-index.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 import { TEST_MYSQL_URL, TEST_REDIS_URL, uniqueName } from "../support/services.ts";
+import { enqueueStackOperation, stackOperationJob, stackOperationKinds } from "../support/stack-operation.ts";
 
 const dataDir = mkdtempSync(path.join(tmpdir(), "stackrail-drift-"));
 const prefix = uniqueName("drift");
@@ -21,6 +22,8 @@ const shared = { dataDir, prefix, token: "drift-token-0123456789abcdef", passphr
 const id = `dr-${Math.random().toString(36).slice(2, 7)}`;
 const stack = `tenant-${id}`;
 const sqlName = `t_${id.replace(/-/g, "_")}`;
+/** The database as a grant names it: `_` escaped, so the grant covers exactly one database (issue 11, finding 1). */
+const grantDb = sqlName.replace(/_/g, "\\_");
 const cacheUser = `t-${id}`;
 
 let h: Harness;
@@ -68,8 +71,8 @@ async function driftCheck(repair: boolean): Promise<{ job: JobView; result: Drif
 
 async function privileges(): Promise<string[]> {
   const [rows] = await db.query<mysql.RowDataPacket[]>(
-    "SELECT PRIVILEGE_TYPE AS p FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND TABLE_SCHEMA = ?",
-    [`'${sqlName}'@'%'`, sqlName],
+    "SELECT PRIVILEGE_TYPE AS p FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND TABLE_SCHEMA IN (?, ?)",
+    [`'${sqlName}'@'%'`, grantDb, sqlName],
   );
   return rows.map((r) => String(r.p));
 }
@@ -86,7 +89,7 @@ async function aclUser(): Promise<unknown[] | null> {
 async function driftMetric(): Promise<number> {
   let text = "";
   for (let attempt = 0; attempt < 5 && !text.includes("stackrail_drift_found_total"); attempt++) {
-    const res = await fetch(`${h.service.url ?? ""}/metrics`);
+    const res = await fetch(`${h.service.url ?? ""}/metrics`, { headers: { authorization: `Bearer ${h.token}` } });
     text = res.ok ? await res.text() : "";
   }
   const line = text.split("\n").find((l) => l.startsWith("stackrail_drift_found_total") && l.includes(`stack="${stack}"`));
@@ -104,7 +107,9 @@ beforeAll(async () => {
   db = await mysql.createConnection({ uri: TEST_MYSQL_URL });
   redis = new Redis(TEST_REDIS_URL);
   queue = new JobQueue({ connection: redis, prefix });
-  h = await startHarness({ ...shared, env: { STACKRAIL_DRIFT_INTERVAL_S: "0" } });
+  // Repairs are allowed here (the worker refuses a job's `repair` otherwise), and the worker is given
+  // the test-only plain stack operation kind.
+  h = await startHarness({ ...shared, env: { STACKRAIL_DRIFT_INTERVAL_S: "0", STACKRAIL_DRIFT_REPAIR: "true" }, extraKinds: stackOperationKinds });
   const res = await h.request("POST", "/v1/tenants", { id, region: "eu-west-1", tier: "pool", version: "1.0.0" });
   expect(res.status).toBe(202);
   const job = await waitFor(res.body.jobId);
@@ -135,7 +140,7 @@ describe("drift detection", () => {
   });
 
   it("reports grants revoked and a cache user deleted behind Pulumi's back, in the job record and the metric", async () => {
-    await db.query(`REVOKE INSERT, DELETE ON \`${sqlName}\`.* FROM ?@'%'`, [sqlName]);
+    await db.query(`REVOKE INSERT, DELETE ON \`${grantDb}\`.* FROM ?@'%'`, [sqlName]);
     await redis.call("ACL", "DELUSER", cacheUser);
 
     const { result, job } = await driftCheck(false);
@@ -200,17 +205,19 @@ describe("drift detection", () => {
       expect.objectContaining({ op: "update", type: "pulumi-nodejs:dynamic/stackrail:MysqlUser", properties: ["maxConnections"] }),
     ]);
 
+    // A plain refresh and up: a test-only job kind this harness's worker was given (production has none).
     const op = async (operation: "refresh" | "up"): Promise<void> => {
-      const { jobId } = await queue.enqueue({
-        kind: "stack.operation",
-        trigger: { type: "api", tokenName: "e2e" },
-        requestedAt: new Date().toISOString(),
-        stack,
-        project: "stackrail-pool",
-        operation,
-        program: "tenant",
-        args: { tenantId: id, tier: "pool", region: "eu-west-1", version: "1.0.0" },
-      });
+      const { jobId } = await enqueueStackOperation(
+        queue,
+        stackOperationJob({
+          trigger: { type: "api", tokenName: "e2e" },
+          stack,
+          project: "stackrail-pool",
+          operation,
+          program: "tenant",
+          args: { tenantId: id, tier: "pool", region: "eu-west-1", version: "1.0.0" },
+        }),
+      );
       const job = await waitFor(jobId);
       expect(job.state, JSON.stringify(job.error)).toBe("succeeded");
     };

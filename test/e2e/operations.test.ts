@@ -88,7 +88,7 @@ describe("operations", () => {
     expect(entry.changed.resourceChanges.create).toBeGreaterThan(0);
     expect((await h.request("GET", "/v1/audit", undefined, { authorization: "Bearer wrong-token-wrong-token" })).status).toBe(401);
 
-    const metrics = await fetch(`${h.service.url}/metrics`).then((r) => r.text());
+    const metrics = await fetch(`${h.service.url}/metrics`, { headers: { authorization: `Bearer ${h.token}` } }).then((r) => r.text());
     expect(metrics).toMatch(/stackrail_pulumi_operation_seconds_count\{operation="up",result="succeeded"\} [1-9]/);
     expect(metrics).toMatch(/stackrail_jobs_total\{kind="tenant.provision",state="succeeded"\} [1-9]/);
     expect(metrics).toMatch(/stackrail_queue_jobs\{state="completed"\} [1-9]/);

@@ -11,7 +11,8 @@ import type { DestinationStream } from "pino";
 import { loadConfig, type Config } from "../../core/config.ts";
 import { createLogger, type Logger } from "../../core/logger.ts";
 import type { JobView } from "../../worker/queue.ts";
-import { startService, type Service } from "../../service.ts";
+import { startService, type Service, type ServiceOptions } from "../../service.ts";
+import type { GitOpsWriter } from "../../worker/gitops/writer.ts";
 import { TEST_REDIS_URL, localServiceEnv, uniqueName } from "./services.ts";
 
 export interface Harness {
@@ -45,6 +46,10 @@ export interface HarnessOptions {
   webhookSecret?: string;
   /** "api" starts only the HTTP edge (tests that run workers as separate processes). */
   role?: "all" | "api";
+  /** Job kinds beyond the job model, e.g. test/support/stack-operation.ts's stackOperationKinds. */
+  extraKinds?: ServiceOptions["extraKinds"];
+  /** A GitOps writer instead of the one GITOPS_REPO names (tests inject failures through it). */
+  writer?: GitOpsWriter;
 }
 
 const FINAL = new Set(["succeeded", "failed", "superseded", "cancelled"]);
@@ -62,6 +67,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     // Tests delete many tenants; the breaker's own test sets a low limit.
     STACKRAIL_DELETE_MAX: "1000",
     STACKRAIL_SHUTDOWN_GRACE_MS: "10000",
+    // Every repository's webhooks act unless a test narrows it (finding 8 of issue 11).
+    STACKRAIL_REPOSITORIES: "*",
     ...options.env,
     GITHUB_WEBHOOK_SECRET: webhookSecret,
   };
@@ -69,6 +76,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   // Without a logger of its own the service builds one as production does (secrets scrubbed).
   const service = await startService(config, {
     role: options.role ?? "all",
+    ...(options.extraKinds ? { extraKinds: options.extraKinds } : {}),
+    ...(options.writer ? { writer: options.writer } : {}),
     ...(options.logger
       ? { logger: options.logger }
       : options.logDestination

@@ -1,5 +1,8 @@
 // The job handlers by kind, built with their dependencies.
+import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { JOBS_QUEUE } from "../../core/jobs.ts";
+import type { BundleReferences } from "../tenant-files.ts";
 import type { Config } from "../../core/config.ts";
 import type { Logger } from "../../core/logger.ts";
 import type { Metrics } from "../../core/metrics.ts";
@@ -10,11 +13,11 @@ import type { JobHandlers } from "../job-worker.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
 import { healthCheckFor } from "../health-check.ts";
 import { releaseRolloutHandler, type HealthCheck } from "./release-rollout.ts";
-import { stackOperationHandler } from "./stack-operation.ts";
 import { tenantDeprovisionHandler } from "./tenant-deprovision.ts";
 import { tenantProvisionHandler } from "./tenant-provision.ts";
 import { tenantUpgradeHandler } from "./tenant-upgrade.ts";
 import { tenantMoveHandler } from "./tenant-move.ts";
+import { tenantMoveCleanupHandler } from "./tenant-move-cleanup.ts";
 import { tenantFunctionHandler } from "./tenant-function.ts";
 import { tenantDriftHandler } from "./tenant-drift.ts";
 import type { CleanupScheduler } from "../cleanup-scheduler.ts";
@@ -42,9 +45,47 @@ export interface HandlerDeps {
   readonly metrics?: Metrics;
 }
 
+/** Bundles named by the queue's tenant.function jobs (kept 7 days): this tenant's, and every other tenant's. */
+function bundleReferencesFrom(redis: Redis, prefix: string): (tenantId: string) => Promise<BundleReferences> {
+  let queue: Queue | undefined;
+  return async (tenantId) => {
+    // On the worker's command connection; the Queue object only reads.
+    if (!queue) {
+      queue = new Queue(JOBS_QUEUE, { connection: redis, prefix });
+      // Errors surface through the calls below; an unheard 'error' event would end the process.
+      queue.on("error", () => undefined);
+    }
+    const jobs = await queue.getJobs(["waiting", "delayed", "prioritized", "active", "completed", "failed"]);
+    const own = new Set<string>();
+    const others = new Set<string>();
+    for (const job of jobs) {
+      const data = job.data as { kind?: unknown; tenantId?: unknown; bundleSha256?: unknown } | undefined;
+      if (data?.kind !== "tenant.function" || typeof data.bundleSha256 !== "string") continue;
+      (data.tenantId === tenantId ? own : others).add(data.bundleSha256);
+    }
+    return { own, others };
+  };
+}
+
 export function createHandlers(deps: HandlerDeps): JobHandlers {
-  const tenantDeps = { config: deps.config, runner: deps.runner, writer: deps.writer, tenants: deps.tenants, policyPacks: deps.policyPacks };
+  const tenantDeps = {
+    config: deps.config,
+    runner: deps.runner,
+    writer: deps.writer,
+    tenants: deps.tenants,
+    policyPacks: deps.policyPacks,
+    scrub: (text: string) => deps.scrubber.scrub(text),
+  };
   const breaker = new DeletionBreaker(deps.redis, deps.config.queuePrefix, deps.config.deleteMaxPerWindow, deps.config.deleteWindowMs, deps.now);
+  // Clean-ups after tier moves count in a breaker of their own: a burst of them is deferred, and
+  // never holds back a tenant's deprovision.
+  const cleanupBreaker = new DeletionBreaker(
+    deps.redis,
+    `${deps.config.queuePrefix}:move-cleanup`,
+    deps.config.deleteMaxPerWindow,
+    deps.config.deleteWindowMs,
+    deps.now,
+  );
   const previewDeps = {
     config: deps.config,
     logger: deps.logger,
@@ -56,10 +97,16 @@ export function createHandlers(deps: HandlerDeps): JobHandlers {
     ...(deps.now ? { now: deps.now } : {}),
   };
   return {
-    "stack.operation": stackOperationHandler(deps.runner, deps.policyPacks),
     "tenant.provision": tenantProvisionHandler(tenantDeps),
     "tenant.upgrade": tenantUpgradeHandler(tenantDeps),
-    "tenant.deprovision": tenantDeprovisionHandler({ ...tenantDeps, breaker }),
+    "tenant.deprovision": tenantDeprovisionHandler({ ...tenantDeps, breaker, bundleReferences: bundleReferencesFrom(deps.redis, deps.config.queuePrefix) }),
+    "tenant.move-cleanup": tenantMoveCleanupHandler({
+      ...tenantDeps,
+      breaker: cleanupBreaker,
+      reschedule: (id, tier, region, dueAt) => deps.cleanups.schedule(id, tier, region, dueAt),
+      deferMs: deps.config.deleteWindowMs,
+      ...(deps.now ? { now: deps.now } : {}),
+    }),
     "tenant.move": tenantMoveHandler({
       ...tenantDeps,
       rollbackWindowMs: deps.config.moveRollbackWindowMs,
@@ -72,6 +119,7 @@ export function createHandlers(deps: HandlerDeps): JobHandlers {
       runner: deps.runner,
       tenants: deps.tenants,
       policyPacks: deps.policyPacks,
+      repairAllowed: deps.config.driftRepair,
       ...(deps.metrics ? { metrics: deps.metrics } : {}),
     }),
     "preview.up": previewUpHandler(previewDeps),

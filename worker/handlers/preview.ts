@@ -3,7 +3,7 @@
 // and deployment reporting URL and outputs. preview.destroy: the manifest removed first, then the
 // stack destroyed, the deployment marked inactive and the comment updated.
 import type { Config } from "../../core/config.ts";
-import { StackBusyError } from "../../core/errors.ts";
+import { NotAllowedError, StackBusyError } from "../../core/errors.ts";
 import { previewStackName, repoSlug } from "../../core/ids.ts";
 import type { Logger, SecretScrubber } from "../../core/logger.ts";
 import type { Feedback, FeedbackRecord, PreviewReport } from "../github/feedback.ts";
@@ -15,8 +15,8 @@ import type { PreviewRegistry } from "../preview-registry.ts";
 import type { OperationSummary } from "../pulumi-protocol.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
 import type { RepoRef } from "../../core/jobs.ts";
-import { PROJECT_NAME } from "./stack-operation.ts";
-import { gitopsSettings, infraFromOutputs, publicOutputs, regionFiles } from "./tenant-support.ts";
+import { publicUrl } from "../../core/urls.ts";
+import { PROJECT_NAME, gitopsSettings, infraFromOutputs, publicOutputs, regionFiles } from "./tenant-support.ts";
 
 export interface PreviewDeps {
   readonly config: Config;
@@ -42,8 +42,19 @@ function changes(summary: OperationSummary): NonNullable<PreviewReport["changes"
   return { create: c.create ?? 0, update: (c.update ?? 0) + (c.replace ?? 0), delete: c.delete ?? 0, same: c.same ?? 0 };
 }
 
+/**
+ * The edge acts only on repositories in STACKRAIL_REPOSITORIES; a job naming another one (put in
+ * the queue some other way) creates nothing and posts nothing.
+ */
+function assertRepositoryAllowed(config: Config, repo: RepoRef): void {
+  const name = `${repo.owner}/${repo.name}`.toLowerCase();
+  if (!config.repositories.any && !config.repositories.names.includes(name)) {
+    throw new NotAllowedError(`repository ${repo.owner}/${repo.name} is not in STACKRAIL_REPOSITORIES`);
+  }
+}
+
 function jobUrl(config: Config, jobId: string): string {
-  return `${config.publicUrl}/v1/jobs/${encodeURIComponent(jobId)}`;
+  return `${publicUrl(config.publicUrl)}/v1/jobs/${encodeURIComponent(jobId)}`;
 }
 
 async function runPreviewStack(
@@ -62,6 +73,7 @@ async function runPreviewStack(
 export function previewUpHandler(deps: PreviewDeps): JobHandler<"preview.up"> {
   return async (ctx) => {
     const { repo, pr, headSha, title, trigger } = ctx.data;
+    assertRepositoryAllowed(deps.config, repo);
     const now = (deps.now ?? Date.now)();
     const stack = previewStackName(repo.name, pr);
     const feedback = await deps.feedbackFor(repo);
@@ -131,6 +143,9 @@ export function previewUpHandler(deps: PreviewDeps): JobHandler<"preview.up"> {
 }
 
 export function previewDestroyHandler(deps: PreviewDeps): JobHandler<"preview.destroy"> {
+  // Not limited to STACKRAIL_REPOSITORIES: a preview made before its repository left the list
+  // must still go (the reaper sends these too); a destroy removes only a preview's own stack,
+  // which holds nothing a later push would not re-create.
   return async (ctx) => {
     const { repo, pr, headSha, trigger } = ctx.data;
     const stack = previewStackName(repo.name, pr);
@@ -165,9 +180,10 @@ export function previewDestroyHandler(deps: PreviewDeps): JobHandler<"preview.de
   };
 }
 
-export function commentRefusalHandler(deps: Pick<PreviewDeps, "feedbackFor">): JobHandler<"comment.refusal"> {
+export function commentRefusalHandler(deps: Pick<PreviewDeps, "feedbackFor" | "config">): JobHandler<"comment.refusal"> {
   return async (ctx) => {
     const { repo, pr, reason } = ctx.data;
+    assertRepositoryAllowed(deps.config, repo);
     const feedback = await deps.feedbackFor(repo);
     const record = await feedback.stickyComment({
       repo,

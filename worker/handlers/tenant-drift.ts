@@ -1,7 +1,8 @@
 // tenant.drift: a drift check of one tenant's stack. A refresh preview (nothing written) compares the
 // stack's state with the real world; what it would change is drift. The result goes into the job
 // record and the drift metric; with `repair` the stack is refreshed and brought back to its desired
-// state with an `up`, except for a protected tenant, whose drift is only ever reported.
+// state with an `up`, except for a protected tenant, whose drift is only ever reported, and unless
+// the configuration allows repairs (STACKRAIL_DRIFT_REPAIR): a job asking for one is not enough.
 import type { Metrics } from "../../core/metrics.ts";
 import type { TenantIndex } from "../../webhooks/tenant-index.ts";
 import type { JobHandler } from "../job-worker.ts";
@@ -14,6 +15,8 @@ export interface TenantDriftDeps {
   readonly tenants: TenantIndex;
   readonly policyPacks: readonly string[];
   readonly metrics?: Metrics;
+  /** Whether this installation repairs drift at all; a job's `repair` only asks. */
+  readonly repairAllowed: boolean;
 }
 
 export interface DriftResult extends Record<string, unknown> {
@@ -28,6 +31,7 @@ export interface DriftResult extends Record<string, unknown> {
 }
 
 export const PROTECTED_REASON = "protected tenant: reported, not repaired";
+export const REPAIR_OFF_REASON = "repair is off in this installation (STACKRAIL_DRIFT_REPAIR): reported only";
 
 export function tenantDriftHandler(deps: TenantDriftDeps): JobHandler<"tenant.drift"> {
   return async (ctx) => {
@@ -70,6 +74,10 @@ export function tenantDriftHandler(deps: TenantDriftDeps): JobHandler<"tenant.dr
     }
     if (!repair) {
       return { stack, drift, changes, resources, repaired: false, reason: "repair not requested: reported only" } satisfies DriftResult;
+    }
+    if (!deps.repairAllowed) {
+      await ctx.progress(REPAIR_OFF_REASON);
+      return { stack, drift, changes, resources, repaired: false, reason: REPAIR_OFF_REASON } satisfies DriftResult;
     }
     // Refresh first (the state learns what changed), then `up` puts the desired state back.
     await ctx.progress(`repair: stack refresh ${stack}`);

@@ -2,9 +2,9 @@
 // addressed by the API) is deployed. Local target: stored per tenant and function as a new
 // numbered version (the same bundle and handler again is not a new version). aws target: the
 // tenant-functions program (its own Lambda in the tenant-code account) through the engine.
-import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { NotFoundError, ProgramError } from "../../core/errors.ts";
+import { ConflictError, NotFoundError, ProgramError } from "../../core/errors.ts";
 import type { JobHandler } from "../job-worker.ts";
 import type { TenantHandlerDeps } from "./tenant-provision.ts";
 
@@ -31,7 +31,17 @@ export function tenantFunctionHandler(deps: TenantHandlerDeps & { readonly tenan
     const { tenantId, name, bundleSha256, handler } = ctx.data;
     const tenant = await deps.tenants.get(tenantId);
     if (!tenant) throw new NotFoundError(`tenant ${tenantId} does not exist`);
+    // Checked here as at the API: no code is deployed for a tenant on its way out or never provisioned.
+    if (tenant.state !== "active") throw new ConflictError(`tenant ${tenantId} is ${tenant.state}; code is deployed to an active tenant only`);
     const bundle = path.join(deps.config.dataDir, "bundles", bundleSha256);
+    if (
+      !(await stat(bundle).then(
+        (s) => s.isFile(),
+        () => false,
+      ))
+    ) {
+      throw new ProgramError(`bundle ${bundleSha256.slice(0, 12)} is no longer stored; upload the function again`);
+    }
 
     if (deps.config.target === "aws") {
       if (!deps.tenantCodeRoleArn) throw new ProgramError("STACKRAIL_TENANT_CODE_ROLE_ARN is needed to deploy tenant code on aws");

@@ -1,23 +1,30 @@
 // What the tenant handlers share: turning a stack's outputs into the non-secret values manifests
 // carry, the GitOps settings from configuration, and running the tenant program.
+import { parse } from "yaml";
 import type { Config } from "../../core/config.ts";
-import type { Region, TenantId, Tier } from "../../core/ids.ts";
+import { StackrailError } from "../../core/errors.ts";
+import { publicUrl } from "../../core/urls.ts";
+import { tierSchema, type Region, type TenantId, type Tier } from "../../core/ids.ts";
 import type { Trigger } from "../../core/jobs.ts";
 import { SECRET_FIELD_NAME } from "../../core/logger.ts";
 import { SECRET_PLACEHOLDER } from "../pulumi-protocol.ts";
 import { renderRegionFiles, type GitOpsSettings, type InfraOutputs } from "../gitops/manifests.ts";
+import { tenantPath } from "../gitops/paths.ts";
 import { commitMessage, type GitOpsWriter } from "../gitops/writer.ts";
 import type { StepContext } from "../job-worker.ts";
 import type { OperationSummary, StackOperation } from "../pulumi-protocol.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
-import { PROJECT_NAME } from "./stack-operation.ts";
+
+/** Pulumi project of preview stacks; tenant stacks live in one project per tier (tenantProject). */
+export const PROJECT_NAME = "stackrail";
 
 export function gitopsSettings(config: Config): GitOpsSettings {
   return {
-    appRepoUrl: config.appRepoUrl,
+    // Argo CD gets repository credentials from its own secrets; a manifest never carries them.
+    appRepoUrl: publicUrl(config.appRepoUrl),
     chartPath: config.appChartPath,
     argocdNamespace: config.argocdNamespace,
-    destinationServer: config.argocdDestination,
+    destinationServer: publicUrl(config.argocdDestination),
   };
 }
 
@@ -111,4 +118,34 @@ export function runTenantStack(
 
 export function tenantCommitMessage(ctx: StepContext, kind: string, tenantId: string, trigger: Trigger, summary?: string): string {
   return commitMessage({ jobId: ctx.jobId, kind, subject: `tenant-${tenantId}`, trigger, ...(summary ? { summary } : {}) });
+}
+
+/** What the GitOps repository (the system of record) says about a tenant, for the guards of destructive jobs. */
+export interface RepositoryTenant {
+  readonly present: boolean;
+  readonly tier: Tier | undefined;
+  /** True when the file says so, and when a file exists that cannot be read: a guard fails safe. */
+  readonly protected: boolean;
+}
+
+export async function repositoryTenant(writer: Pick<GitOpsWriter, "readFile">, id: TenantId): Promise<RepositoryTenant> {
+  const text = await writer.readFile(tenantPath(id, "tenant.yaml"));
+  if (text === null) return { present: false, tier: undefined, protected: false };
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch {
+    doc = null;
+  }
+  if (typeof doc !== "object" || doc === null) return { present: true, tier: undefined, protected: true };
+  const fields = doc as { tier?: unknown; protected?: unknown };
+  const tier = tierSchema.safeParse(fields.tier);
+  return { present: true, tier: tier.success ? tier.data : undefined, protected: fields.protected === true || /^protected: true$/m.test(text) };
+}
+
+/** A failed job's `code: message` for a tenant record: scrubbed when a scrubber is given, else the code alone. */
+export function failureSummary(err: unknown, scrub?: (text: string) => string): string {
+  const code = err instanceof StackrailError ? err.code : "internal";
+  if (!scrub) return code;
+  return scrub(`${code}: ${err instanceof Error ? err.message : String(err)}`).slice(0, 500);
 }

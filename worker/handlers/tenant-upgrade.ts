@@ -1,6 +1,6 @@
 // tenant.upgrade: the stack is updated with the new version first, then the tenant's manifests
 // point Argo CD at it in one commit.
-import { NotFoundError } from "../../core/errors.ts";
+import { ConflictError, NotFoundError } from "../../core/errors.ts";
 import { renderTenantFiles } from "../gitops/manifests.ts";
 import type { JobHandler } from "../job-worker.ts";
 import type { TenantHandlerDeps } from "./tenant-provision.ts";
@@ -11,6 +11,8 @@ export function tenantUpgradeHandler(deps: TenantHandlerDeps): JobHandler<"tenan
     const { tenantId, version, trigger } = ctx.data;
     const tenant = await deps.tenants.get(tenantId);
     if (!tenant) throw new NotFoundError(`tenant ${tenantId} does not exist`);
+    // Checked here as at the API: a tenant on its way out, or whose provision failed, is not brought back up.
+    if (tenant.state !== "active") throw new ConflictError(`tenant ${tenantId} is ${tenant.state}; only an active tenant is upgraded`);
     await ctx.progress(`stack up tenant-${tenantId} at ${version}`);
     const summary = await runTenantStack(deps.runner, ctx, "up", { tenantId, tier: tenant.tier, region: tenant.region, version }, deps.policyPacks);
     const files = renderTenantFiles(
