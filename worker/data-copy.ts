@@ -106,7 +106,7 @@ async function fileDigests(root: string): Promise<Map<string, string>> {
 }
 
 export async function copyDirectory(from: string, to: string): Promise<number> {
-  await mkdir(to, { recursive: true });
+  await mkdir(to, { recursive: true, mode: 0o700 });
   await cp(from, to, { recursive: true, force: true, errorOnExist: false });
   return (await fileDigests(to)).size;
 }

@@ -1,16 +1,17 @@
 // Tenant functions on the local target: an uploaded bundle is validated at the edge, then stored
 // per tenant and function as numbered versions; the same bundle again is not a new version.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHarness, type Harness } from "../support/harness.ts";
 import { TEST_MYSQL_URL } from "../support/services.ts";
 import { dropTenantLeftovers } from "../support/cleanup.ts";
+import { buildZip, functionZip } from "../support/zip-builder.ts";
 
 let h: Harness;
 const id = `fn-${Math.random().toString(36).slice(2, 7)}`;
-const zip = (text: string): Buffer => Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), Buffer.from(text)]);
+const zip = (text: string): Buffer => functionZip(`export const handler = async () => ${JSON.stringify(text)};\n`);
 
 beforeAll(async () => {
   h = await startHarness();
@@ -41,11 +42,7 @@ describe("tenant functions", () => {
     const second = await put(zip("v2 code"));
     expect((await h.waitForJob(second.body.jobId)).result).toMatchObject({ version: 2, changed: true });
     const dir = path.join(h.dataDir, "functions", id, "invoice-hook");
-    expect(
-      readFileSync(path.join(dir, "v2", "bundle.zip"))
-        .subarray(4)
-        .toString(),
-    ).toBe("v2 code");
+    expect(readFileSync(path.join(dir, "v2", "bundle.zip"))).toEqual(zip("v2 code"));
     expect(JSON.parse(readFileSync(path.join(dir, "v1", "function.json"), "utf8"))).toMatchObject({ version: 1, handler: "index.handler" });
   });
 
@@ -58,5 +55,15 @@ describe("tenant functions", () => {
     expect(badHandler.body.field).toBe("handler");
     const badName = await h.request("PUT", `/v1/tenants/${id}/functions/..%2Fescape`, { handler: "index.handler", code: zip("x").toString("base64") });
     expect(badName.status).toBe(400);
+    // Issue 11, finding 11: a zip-slip archive is read and refused, not stored for later.
+    const slip = buildZip([
+      { name: "index.mjs", data: "export const handler = () => 1;\n" },
+      { name: "../../../../tmp/evil.js", data: "x" },
+    ]);
+    const slipped = await h.request("PUT", `/v1/tenants/${id}/functions/bad`, { handler: "index.handler", code: slip.toString("base64") });
+    expect(slipped.status).toBe(400);
+    expect(slipped.body).toMatchObject({ field: "code" });
+    expect(slipped.body.message).toContain("(path-traversal)");
+    expect(existsSync(path.join(h.dataDir, "functions", id, "bad"))).toBe(false);
   });
 });

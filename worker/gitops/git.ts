@@ -1,6 +1,7 @@
 // Runs the system `git` with an argument vector (never a shell), a clean environment and no
 // prompts. Shared by the local GitOps writer and the GitHub test double.
 import { spawn } from "node:child_process";
+import { stripUrlCredentials } from "../../core/urls.ts";
 
 export interface GitOptions {
   /** The repository (GIT_DIR) the command runs against; a bare repository or a `.git` folder. */
@@ -32,7 +33,7 @@ export class GitCommandError extends Error {
 
 /** Removes `user:password@` from any URL in a text (git echoes remote URLs in its errors). */
 export function stripCredentials(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/\s@]*@/gi, "$1***@");
+  return stripUrlCredentials(text);
 }
 
 const BASE_ENV: Record<string, string> = {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -7,7 +7,7 @@ import { SecretScrubber } from "../../core/logger.ts";
 import { defaultCrdValidator } from "./crd-validator.ts";
 import { git } from "./git.ts";
 import { LocalGitWriter } from "./local-git-writer.ts";
-import { renderTenantFiles, tenantDeletion } from "./manifests.ts";
+import { renderRegionFiles, renderTenantFiles, tenantDeletion } from "./manifests.ts";
 import { commitMessage, type GitOpsChange } from "./writer.ts";
 import { CANARY, INFRA, SETTINGS, TENANT } from "./fixtures.test-support.ts";
 
@@ -144,6 +144,28 @@ describe("LocalGitWriter on a remote", () => {
     ]);
     expect(await count(origin)).toBe(5);
     expect((await b.commit({ jobId: "job-b2", message: "job-b2", files: renderTenantFiles({ ...TENANT, id: "bravo" }, INFRA, SETTINGS) })).sha).toBeNull();
+  });
+
+  it("issue 11 finding 10: a remote URL with user:token@ keeps the token out of source, clone config, commits and manifests", async () => {
+    const origin = path.join(dir, "private.git");
+    await git(["init", "--bare", "--quiet", origin]);
+    const url = `file://stackrail:${CANARY}@localhost${origin}`;
+    const w = new LocalGitWriter({ repo: url, dataDir: dir });
+    expect(w.source.repoURL).toBe(`file://localhost${origin}`);
+    const files = {
+      ...renderTenantFiles(TENANT, INFRA, SETTINGS),
+      ...renderRegionFiles({ region: "eu-west-1", previews: true }, { ...SETTINGS, gitopsRepoUrl: w.source.repoURL }),
+    };
+    const r = await w.commit({ ...provision("job-cred"), files });
+    expect(await git(["rev-parse", "refs/heads/main"], { gitDir: origin })).toBe(r.sha);
+    const everything = await git(["log", "-p", "--all", "--format=%H%n%B"], { gitDir: origin });
+    expect(everything).toContain(`repoURL: file://localhost${origin}`);
+    expect(everything).not.toContain(CANARY);
+    // The clone's config names the public URL; the credentials reach git through its environment only.
+    expect(await readFile(path.join(w.gitDir, "config"), "utf8")).not.toContain(CANARY);
+    // A renderer handed a credentialed URL refuses it instead of writing it.
+    expect(() => renderRegionFiles({ region: "eu-west-1", previews: false }, { ...SETTINGS, gitopsRepoUrl: url })).toThrow(ManifestInvalidError);
+    expect(() => renderTenantFiles(TENANT, INFRA, { ...SETTINGS, appRepoUrl: `https://${CANARY}@github.com/a/b.git` })).toThrow(ManifestInvalidError);
   });
 
   it("pushes to an empty remote repository", async () => {

@@ -11,6 +11,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { TransientError, ValidationError } from "../../core/errors.ts";
 import type { Logger } from "../../core/logger.ts";
+import { publicUrl } from "../../core/urls.ts";
 import { defaultCrdValidator, type CrdValidator } from "./crd-validator.ts";
 import { EMPTY_TREE, GitCommandError, git, runGit } from "./git.ts";
 import { COMMIT_AUTHOR, checkChange, raceBackoff, sleep, type GitOpsChange, type GitOpsCommitResult, type GitOpsSource, type GitOpsWriter } from "./writer.ts";
@@ -58,8 +59,13 @@ function assertPrefix(prefix: string): string {
 
 export class LocalGitWriter implements GitOpsWriter {
   readonly #branch: string;
+  /** The remote as configured, possibly with `user:token@`: only ever in a git child's environment. */
   readonly #remote: string | null;
+  /** The remote without user information: what the clone's config, manifests and messages name. */
+  readonly #remotePublic: string | null;
   readonly #gitDir: string;
+  /** The repository lives in the data dir: git writes its files 0600 and directories 0700 there. */
+  readonly #private: boolean;
   readonly #now: () => Date;
   readonly #validator: CrdValidator | undefined;
   readonly #logger: Logger | undefined;
@@ -80,9 +86,13 @@ export class LocalGitWriter implements GitOpsWriter {
     } else {
       // A URL, or a path to a repository with a working tree: work in a bare clone and push.
       this.#remote = local ?? options.repo;
-      const key = createHash("sha256").update(this.#remote).digest("hex").slice(0, 16);
+      const key = createHash("sha256").update(publicUrl(this.#remote)).digest("hex").slice(0, 16);
       this.#gitDir = path.join(options.dataDir, "gitops-clones", `${key}.git`);
     }
+    this.#remotePublic = this.#remote === null ? null : publicUrl(this.#remote);
+    const inDataDir = path.relative(path.resolve(options.dataDir), this.#gitDir);
+    // A repository elsewhere (an operator's own, served to Argo CD by something else) keeps its modes.
+    this.#private = inDataDir !== "" && !inDataDir.startsWith("..") && !path.isAbsolute(inDataDir);
     this.#now = options.now ?? (() => new Date());
     this.#validator = options.validator;
     this.#logger = options.logger;
@@ -91,8 +101,18 @@ export class LocalGitWriter implements GitOpsWriter {
   }
 
   get source(): GitOpsSource {
-    const repo = this.#remote ?? this.#gitDir;
+    const repo = this.#remotePublic ?? this.#gitDir;
     return { repoURL: isRemote(repo) ? repo : pathToFileURL(repo).href, revision: this.#branch };
+  }
+
+  /**
+   * For commands that talk to the remote: git rewrites the public URL to the credentialed one
+   * (`url.<with-credentials>.insteadOf <public>`) from the environment, so the token is never
+   * written to the clone's config on disk.
+   */
+  #remoteEnv(): Record<string, string> {
+    if (this.#remote === null || this.#remotePublic === null || this.#remote === this.#remotePublic) return {};
+    return { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: `url.${this.#remote}.insteadOf`, GIT_CONFIG_VALUE_0: this.#remotePublic };
   }
 
   /** The bare repository commits are built in (the repository itself, or the clone of a remote). */
@@ -126,14 +146,20 @@ export class LocalGitWriter implements GitOpsWriter {
 
   async #init(): Promise<void> {
     const gitDir = this.#gitDir;
+    // core.sharedRepository=0600 overrides the process's umask for every file git writes (issue 11, finding 12).
+    const shared = this.#private ? ["--shared=0600"] : [];
     if (!isBareRepo(gitDir)) {
-      await mkdir(path.dirname(gitDir), { recursive: true });
-      await git(["init", "--quiet", "--bare", `--initial-branch=${this.#branch}`, gitDir]);
+      await mkdir(path.dirname(gitDir), { recursive: true, ...(this.#private ? { mode: 0o700 } : {}) });
+      await git(["init", "--quiet", "--bare", ...shared, `--initial-branch=${this.#branch}`, gitDir]);
+    } else if (this.#private) {
+      // Made before repositories were kept private: from now on its new files are private too.
+      await git(["config", "core.sharedRepository", "0600"], { gitDir });
     }
-    if (this.#remote !== null) {
+    if (this.#remotePublic !== null) {
       const remotes = (await git(["remote"], { gitDir })).split("\n");
-      if (!remotes.includes("origin")) await git(["remote", "add", "origin", this.#remote], { gitDir });
-      else await git(["remote", "set-url", "origin", this.#remote], { gitDir });
+      // set-url also takes credentials out of a clone made before they were kept off disk.
+      if (!remotes.includes("origin")) await git(["remote", "add", "origin", this.#remotePublic], { gitDir });
+      else await git(["remote", "set-url", "origin", this.#remotePublic], { gitDir });
       await this.#fetch();
       return;
     }
@@ -149,6 +175,7 @@ export class LocalGitWriter implements GitOpsWriter {
   async #fetch(): Promise<void> {
     const res = await runGit(["fetch", "--quiet", "--no-tags", "origin", `+refs/heads/${this.#branch}:refs/remotes/origin/${this.#branch}`], {
       gitDir: this.#gitDir,
+      env: this.#remoteEnv(),
       okCodes: [128],
     });
     // An empty remote has no branch yet: the first commit creates it.
@@ -222,6 +249,7 @@ export class LocalGitWriter implements GitOpsWriter {
       // Never forced: a push that is not a fast-forward is refused and we re-apply on the new tip.
       const res = await runGit(["push", "--quiet", "--porcelain", "origin", `${built.commit}:refs/heads/${this.#branch}`], {
         gitDir: this.#gitDir,
+        env: this.#remoteEnv(),
         okCodes: [1],
       });
       if (res.code === 0) {

@@ -4,6 +4,7 @@
 // field by field from an allow-list: a credential handed in by mistake is dropped, never written.
 import { stringify } from "yaml";
 import { ManifestInvalidError } from "../../core/errors.ts";
+import { publicUrl } from "../../core/urls.ts";
 import type { Region, TenantId, Tier } from "../../core/ids.ts";
 import { previewDir, previewPath, regionPath, tenantPath } from "./paths.ts";
 
@@ -143,9 +144,17 @@ export function helmValues(
   return values;
 }
 
+/** A repository URL as manifests may name it: with no user information but an SSH login. */
+function withoutCredentials(field: string, url: string): string {
+  if (publicUrl(url) !== url) fail(field, "must not carry credentials");
+  return url;
+}
+
 function checkSettings(s: GitOpsSettings): void {
   plainOf("appRepoUrl", s.appRepoUrl, /^(https:\/\/|ssh:\/\/|git@)[A-Za-z0-9_.@:/~-]{3,300}$/);
-  if (/\/\/[^/]*@/.test(s.appRepoUrl.replace(/^ssh:\/\/git@/, ""))) fail("appRepoUrl", "must not carry credentials");
+  // Callers pass publicUrl(...); a URL that still carries user information is a bug, never written.
+  withoutCredentials("appRepoUrl", s.appRepoUrl);
+  for (const repo of s.extraSourceRepos ?? []) withoutCredentials("extraSourceRepos", repo);
   plainOf("chartPath", s.chartPath, /^(\.|[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*)$/);
   if (s.chartPath.split("/").includes("..")) fail("chartPath", "must stay inside the repository");
   labelOf("argocdNamespace", s.argocdNamespace);
@@ -293,7 +302,10 @@ export function previewDeletion(repoName: string, pr: number): Record<string, nu
 export function renderRegionFiles(spec: RegionSpec, settings: GitOpsSettings): Record<string, string> {
   checkSettings(settings);
   if (!settings.gitopsRepoUrl) fail("gitopsRepoUrl", "is required for the regional objects");
-  const gitopsRepoUrl = plainOf("gitopsRepoUrl", settings.gitopsRepoUrl, /^(https?:\/\/|ssh:\/\/|git@|file:\/\/)[A-Za-z0-9_.@:/~%-]{3,300}$/);
+  const gitopsRepoUrl = withoutCredentials(
+    "gitopsRepoUrl",
+    plainOf("gitopsRepoUrl", settings.gitopsRepoUrl, /^(https?:\/\/|ssh:\/\/|git@|file:\/\/)[A-Za-z0-9_.@:/~%-]{3,300}$/),
+  );
   const branch = plainOf("gitopsBranch", settings.gitopsBranch ?? "main", /^[A-Za-z0-9_./-]{1,100}$/);
   const region = spec.region;
   const rootProject = `stackrail-${region}`;

@@ -2,6 +2,7 @@
 // API; anything else (a path, a file:// / https:// / ssh URL) → the system git.
 import type { Config } from "../../core/config.ts";
 import { ConfigError } from "../../core/errors.ts";
+import { publicUrl } from "../../core/urls.ts";
 import type { Logger } from "../../core/logger.ts";
 import { createGitHubClient, type GitHubClient } from "../github/octokit.ts";
 import type { CrdValidator } from "./crd-validator.ts";
@@ -27,8 +28,10 @@ export function parseGitHubTarget(gitopsRepo: string): GitHubRepoTarget | null {
 
 /** The web address of the GitHub server behind an API URL (`https://HOST/api/v3` on GitHub Enterprise Server). */
 export function githubWebUrl(apiUrl: string | undefined): string {
-  if (apiUrl === undefined || /^https:\/\/api\.github\.com\/?$/.test(apiUrl)) return "https://github.com";
-  return apiUrl.replace(/\/+$/, "").replace(/\/api\/v3$/, "");
+  // It becomes the repoURL of committed manifests: never with the API URL's user information.
+  const url = apiUrl === undefined ? undefined : publicUrl(apiUrl);
+  if (url === undefined || /^https:\/\/api\.github\.com\/?$/.test(url)) return "https://github.com";
+  return url.replace(/\/+$/, "").replace(/\/api\/v3$/, "");
 }
 
 export interface GitOpsWriterDeps {
