@@ -8,6 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConcurrentUpdateError, LocalWorkspace, PulumiCommand, type EngineEvent, type OutputMap, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { ValidationError } from "../core/errors.ts";
+import { killTree } from "./process-tree.ts";
 import { POLICY_PACK_ENV, programFor } from "../programs/index.ts";
 import {
   SECRET_PLACEHOLDER,
@@ -20,8 +21,14 @@ import {
   type StackOperationRequest,
 } from "./pulumi-protocol.ts";
 
+// Everything this process and the engine, plugins and language host it starts write (the file
+// backend's state and its backups, workspaces, the engine's home and logs, tenant directories)
+// is for this user only (issue 11, finding 12): 0700 directories, 0600 files.
+process.umask(0o077);
+
 const send = (message: ChildMessage): void => {
-  process.send?.(message);
+  // After the parent is gone there is nobody to tell; a send on a closed channel would throw.
+  if (process.connected) process.send?.(message);
 };
 
 const abort = new AbortController();
@@ -312,10 +319,43 @@ function classify(err: unknown, violations: string[]): ChildFailureError {
 }
 
 let started = false;
-// A spare child (started ahead of its operation) whose worker went away has nothing to do.
-process.on("disconnect", () => {
+let orphaned = false;
+const parentPid = process.ppid;
+/** After its parent died, how long an operation may take to stop the engine's way before it is killed. */
+const ORPHAN_GRACE_MS = 5_000;
+
+/** Ends this process and whatever it started (the CLI, plugins, the language host). */
+function exitWithTree(code: number): never {
+  killTree(process.pid, "SIGKILL", { includeRoot: false });
+  process.exit(code);
+}
+
+/**
+ * The worker that owns this operation is gone (killed, crashed): nobody will read the result, and
+ * an operation left running holds the stack's lock and grows without bound. An idle spare just
+ * exits; a running operation is cancelled the engine's way (it stops between steps and releases
+ * the lock), and the process exits when that finishes or after ORPHAN_GRACE_MS at the latest. What
+ * the engine had not finished is recovered by the next worker (stale lock, pending operations).
+ */
+function parentGone(): void {
+  if (orphaned) return;
+  orphaned = true;
   if (!started) process.exit(0);
-});
+  abort.abort();
+  setTimeout(() => exitWithTree(1), ORPHAN_GRACE_MS);
+}
+
+process.on("disconnect", parentGone);
+// The channel's close is not always seen (a stopped parent keeps it open): the parent pid changes
+// when the parent dies, whatever the channel says.
+setInterval(() => {
+  if (process.ppid !== parentPid) parentGone();
+}, 1_000).unref();
+
+const finished = (): void => {
+  if (orphaned) exitWithTree(1);
+  if (process.connected) process.disconnect();
+};
 
 process.on("message", (raw: ParentMessage) => {
   if (raw.type === "start") started = true;
@@ -327,7 +367,7 @@ process.on("message", (raw: ParentMessage) => {
   run(raw.request, raw.settings).then(
     (summary) => {
       send({ type: "done", summary });
-      process.disconnect?.();
+      finished();
     },
     (err: unknown) => {
       const message = err instanceof Error ? err.message : String(err);
@@ -335,7 +375,7 @@ process.on("message", (raw: ParentMessage) => {
       const failure =
         err instanceof ChildFailureError ? err.failure : { kind: err instanceof ValidationError ? ("program" as const) : ("internal" as const), message };
       send({ type: "failed", failure });
-      process.disconnect?.();
+      finished();
     },
   );
 });

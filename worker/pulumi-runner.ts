@@ -6,7 +6,8 @@
 // spare child loads the SDK and the programs (about 0.3 s) while the current operation runs, and
 // the next operation starts on it. An idle spare does not keep the worker alive and exits by itself when
 // the worker goes away.
-import { fork, execFileSync, type ChildProcess } from "node:child_process";
+import { fork, type ChildProcess } from "node:child_process";
+import { killTree } from "./process-tree.ts";
 import { Socket } from "node:net";
 import path from "node:path";
 import { PROJECT_ROOT, type EngineLocation } from "../core/engine.ts";
@@ -66,42 +67,6 @@ interface Spawned {
 }
 
 const CHILD = path.join(import.meta.dirname, "pulumi-child.ts");
-
-/** Every descendant of `pid` (plugins start their own process groups, so a group kill is not enough). */
-function descendants(pid: number): number[] {
-  let table: string;
-  try {
-    table = execFileSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8" });
-  } catch {
-    return [];
-  }
-  const children = new Map<number, number[]>();
-  for (const line of table.split("\n")) {
-    const [p, pp] = line.trim().split(/\s+/).map(Number);
-    if (p === undefined || pp === undefined || Number.isNaN(p)) continue;
-    children.set(pp, [...(children.get(pp) ?? []), p]);
-  }
-  const out: number[] = [];
-  const stack = [pid];
-  while (stack.length > 0) {
-    const next = stack.pop() as number;
-    for (const c of children.get(next) ?? []) {
-      out.push(c);
-      stack.push(c);
-    }
-  }
-  return out;
-}
-
-export function killTree(pid: number, signal: NodeJS.Signals = "SIGKILL"): void {
-  for (const p of [...descendants(pid).reverse(), pid]) {
-    try {
-      process.kill(p, signal);
-    } catch {
-      // already gone
-    }
-  }
-}
 
 export class PulumiRunner implements StackRunner {
   readonly #settings: RunnerSettings;

@@ -9,7 +9,7 @@ import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { engineLocation, PROJECT_ROOT } from "../../core/engine.ts";
-import { killTree } from "../../worker/pulumi-runner.ts";
+import { killTree } from "../../worker/process-tree.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 import { TEST_MYSQL_URL, TEST_REDIS_URL } from "../support/services.ts";
 import { dropTenantLeftovers } from "../support/cleanup.ts";
