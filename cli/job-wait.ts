@@ -1,0 +1,118 @@
+// Following a job to its end: polls GET /v1/jobs/:id, reports progress as it comes, follows a
+// superseded preview to the job that replaced it, and turns the outcome into an exit code
+// (0 succeeded, 1 failed or cancelled).
+import { z } from "zod";
+import type { JobState } from "../core/jobs.ts";
+import { ApiError, type ApiClient } from "./api-client.ts";
+import { EXIT_FAILED, EXIT_OK } from "./exit-codes.ts";
+
+const JOB_STATES = ["waiting", "running", "succeeded", "failed", "superseded", "cancelled"] as const satisfies readonly JobState[];
+
+/** The fields of `GET /v1/jobs/:id` the CLI shows; anything else passes through to --json. */
+export const jobViewSchema = z.looseObject({
+  id: z.string(),
+  kind: z.string(),
+  stack: z.string().nullable().optional(),
+  state: z.enum(JOB_STATES),
+  supersededBy: z.string().optional(),
+  progress: z.array(z.string()).default([]),
+  result: z.unknown().optional(),
+  error: z.string().optional(),
+  trigger: z.looseObject({ type: z.string() }).nullable().optional(),
+  data: z.record(z.string(), z.unknown()).optional(),
+  attempts: z.number().optional(),
+  createdAt: z.string().nullable().optional(),
+  startedAt: z.string().nullable().optional(),
+  finishedAt: z.string().nullable().optional(),
+});
+export type JobViewAnswer = z.infer<typeof jobViewSchema>;
+
+const FINAL: ReadonlySet<JobState> = new Set(["succeeded", "failed", "superseded", "cancelled"]);
+
+export function isFinal(state: JobState): boolean {
+  return FINAL.has(state);
+}
+
+export function exitCodeOf(view: JobViewAnswer): number {
+  return view.state === "succeeded" || view.state === "superseded" ? EXIT_OK : EXIT_FAILED;
+}
+
+export function jobRoute(id: string): string {
+  return `/v1/jobs/${encodeURIComponent(id)}`;
+}
+
+export function getJob(client: ApiClient, id: string): Promise<JobViewAnswer> {
+  return client.get(jobRoute(id), jobViewSchema);
+}
+
+export interface WaitObserver {
+  /** Every poll's view (the progress line redraws from it). */
+  onView?(view: JobViewAnswer): void;
+  /** Each progress line once, in order. */
+  onProgress?(line: string, view: JobViewAnswer): void;
+  /** A superseded job is followed to the job that replaced it. */
+  onSuperseded?(from: string, to: string): void;
+  /** Polls started getting no answer or a 502/503/504; polling goes on for a while (a restart, a slow Redis). */
+  onUnavailable?(err: ApiError): void;
+}
+
+/** How long polling outlasts a service that does not answer before the wait gives up. */
+const UNAVAILABLE_GRACE_MS = 60_000;
+
+function transient(err: unknown): err is ApiError {
+  return err instanceof ApiError && (err.status === 0 || err.status === 502 || err.status === 503 || err.status === 504) && err.code !== "no_token";
+}
+
+export interface WaitOptions {
+  readonly pollMs?: number;
+  /** Give up after this long (the job goes on); null waits for as long as it takes. */
+  readonly timeoutMs?: number | null;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+export class WaitTimeoutError extends Error {
+  readonly view: JobViewAnswer;
+  constructor(view: JobViewAnswer, timeoutMs: number) {
+    super(`job ${view.id} is still ${view.state} after ${Math.round(timeoutMs / 1000)}s; it goes on (stackrail jobs show ${view.id} --wait)`);
+    this.name = "WaitTimeoutError";
+    this.view = view;
+  }
+}
+
+/** Polls until the job (or the job that superseded it) is final; returns the final view. */
+export async function waitForJob(client: ApiClient, jobId: string, observer: WaitObserver = {}, options: WaitOptions = {}): Promise<JobViewAnswer> {
+  const pollMs = options.pollMs ?? 500;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const deadline = options.timeoutMs ? Date.now() + options.timeoutMs : null;
+  let id = jobId;
+  let seen = 0;
+  let unavailableSince: number | null = null;
+  for (;;) {
+    let view: JobViewAnswer;
+    try {
+      view = await getJob(client, id);
+      unavailableSince = null;
+    } catch (err) {
+      if (!transient(err)) throw err;
+      if (unavailableSince === null) {
+        unavailableSince = Date.now();
+        observer.onUnavailable?.(err);
+      } else if (Date.now() - unavailableSince > UNAVAILABLE_GRACE_MS) throw err;
+      await sleep(pollMs * 2);
+      continue;
+    }
+    observer.onView?.(view);
+    // Progress lines are only ever appended: print those past the ones already printed.
+    for (const line of view.progress.slice(seen)) observer.onProgress?.(line, view);
+    seen = Math.max(seen, view.progress.length);
+    if (view.state === "superseded" && view.supersededBy) {
+      observer.onSuperseded?.(id, view.supersededBy);
+      id = view.supersededBy;
+      seen = 0;
+      continue;
+    }
+    if (isFinal(view.state)) return view;
+    if (deadline !== null && Date.now() > deadline) throw new WaitTimeoutError(view, options.timeoutMs ?? 0);
+    await sleep(pollMs);
+  }
+}
