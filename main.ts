@@ -2,6 +2,7 @@
 // `--role api` or `--role worker` to split them. Configuration is parsed once here.
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { Counter } from "prom-client";
 import { loadConfig, secretValues, type Config } from "./core/config.ts";
 import { engineLocation } from "./core/engine.ts";
 import { ConfigError } from "./core/errors.ts";
@@ -37,6 +38,20 @@ async function main(): Promise<void> {
   scrubber.add(...secretValues(config));
   const logger = createLogger({ level: config.logLevel, scrubber, base: { role } });
 
+  // No error of one job may take the service down: a promise nobody awaited that rejects is a
+  // bug to find (logged at error level and counted), not a reason to drop every other job. An
+  // exception thrown out of the event loop leaves state nobody can vouch for: logged, then exit.
+  const counted: { unhandled?: Counter } = {};
+  process.on("unhandledRejection", (reason: unknown) => {
+    counted.unhandled?.inc();
+    logger.error({ err: reason }, "unhandled promise rejection (the process keeps running)");
+  });
+  process.on("uncaughtException", (err: Error) => {
+    logger.fatal({ err }, "uncaught exception; exiting");
+    logger.flush();
+    process.exit(1);
+  });
+
   const probe = workerConnection(config.redisUrl, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 1 });
   try {
     await probe.connect();
@@ -52,6 +67,11 @@ async function main(): Promise<void> {
   }
 
   const service = await startService(config, { role, logger, engine });
+  counted.unhandled = new Counter({
+    name: "stackrail_unhandled_rejections_total",
+    help: "Promise rejections nobody handled (each is a bug; the process kept running)",
+    registers: [service.metrics.registry],
+  });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

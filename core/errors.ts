@@ -70,8 +70,49 @@ export class StackBusyError extends StackrailError {
   override readonly code = "stack_busy";
 }
 
+/** Who holds a stack's lock, as far as Stackrail can tell: a worker of this installation, or only the lock's own record. */
+export interface StackLockHolder {
+  /** One line for the job's progress: who, where, since when. */
+  readonly description: string;
+  readonly workerId?: string;
+  readonly host?: string;
+  readonly jobId?: string;
+  readonly pid?: number;
+  readonly since?: string;
+}
+
+/**
+ * The stack's lock is held by a live process (another worker's operation, an operator's CLI): the
+ * job waits with a growing delay, found out before any engine started. `retryAfterMs` hints when
+ * the holder's liveness is next decided (its heartbeat runs out), so the wait need not be longer.
+ */
+export class StackLockedError extends StackBusyError {
+  readonly holder: StackLockHolder | undefined;
+  readonly retryAfterMs: number | undefined;
+  constructor(message: string, options: { holder?: StackLockHolder; retryAfterMs?: number } = {}) {
+    super(message);
+    this.holder = options.holder;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
 export class CancelledError extends StackrailError {
   override readonly code = "cancelled";
+}
+
+/** A release rollout paused through the API: it looks again later, keeping its place, until resumed. */
+export class RolloutPausedError extends StackrailError {
+  override readonly fate = "wait";
+  override readonly code = "paused";
+}
+
+/**
+ * The job's own record vanished while it ran (removed from the dashboard, or lost in a Redis
+ * restart without persistence). Handled as a cancel: the operation stops the engine's way, and
+ * nothing retries a job that no longer exists.
+ */
+export class JobLostError extends StackrailError {
+  override readonly code = "lost";
 }
 
 export class OperationTimeoutError extends StackrailError {

@@ -1,13 +1,16 @@
 // The BullMQ worker: takes jobs from the one queue, keeps jobs of one stack in order through the
 // stack lanes, runs the job's handler with a cancellation signal, and maps typed errors to the
 // job's fate (retry with backoff, fail at once, or wait without spending a try).
-import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
+import { DelayedError, ErrorCode, UnrecoverableError, WaitingChildrenError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
-import { CancelledError, OperationTimeoutError, StackrailError, TransientError, fateOf } from "../core/errors.ts";
+import { Counter } from "prom-client";
+import { CancelledError, JobLostError, OperationTimeoutError, StackLockedError, StackrailError, TransientError, fateOf } from "../core/errors.ts";
 import type { z } from "zod";
 import { JOB_KINDS, JOBS_QUEUE, jobDataSchema, type JobData, type JobKind } from "../core/jobs.ts";
 import type { Logger, SecretScrubber } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
+import { runInJobScope } from "./job-scope.ts";
+import { jobFlow, type JobFlow } from "./job-flow.ts";
 
 /** What a handler gets: the validated data, a way to report progress, and a signal to stop. */
 export interface JobContext<K extends JobKind = JobKind> {
@@ -16,8 +19,14 @@ export interface JobContext<K extends JobKind = JobKind> {
   readonly attempt: number;
   readonly signal: AbortSignal;
   readonly logger: Logger;
-  /** One progress line: into the job's log (visible through the API) and the service log. */
+  /**
+   * One progress line: into the job's log (visible through the API) and the service log. Never
+   * rejects: a line that cannot be written is logged and counted, and a job whose record is gone
+   * is cancelled through its signal.
+   */
   progress(line: string): Promise<void>;
+  /** The job's child jobs (a release rollout's tenant steps), and a way to wait for them without holding a slot. */
+  readonly flow?: JobFlow;
 }
 
 /** What the steps shared by several handlers need: everything but the kind-specific data. */
@@ -72,6 +81,32 @@ export interface LaneControl {
   isSuperseded(jobId: string): Promise<string | null>;
   isCancelled(jobId: string): Promise<boolean>;
   markCancelled(jobId: string): Promise<void>;
+  /** Counts one more wait of the job for a busy stack (kept beside the job, not in its attempts); returns the count. */
+  noteWait(jobId: string): Promise<number>;
+}
+
+/** How a job waits for a stack whose lock a live process holds: doubling delays, bounded. */
+export interface BusyBackoff {
+  readonly baseMs: number;
+  readonly maxMs: number;
+}
+export const BUSY_BACKOFF: BusyBackoff = { baseMs: 2_000, maxMs: 60_000 };
+
+/** The delay before a job's n-th look (n ≥ 1) at a busy stack; a holder's own deadline can shorten it. */
+export function busyDelayMs(waits: number, backoff: BusyBackoff, hintMs?: number): number {
+  const exponential = Math.min(backoff.maxMs, backoff.baseMs * 2 ** Math.min(30, Math.max(0, waits - 1)));
+  return hintMs !== undefined && hintMs > 0 ? Math.max(250, Math.min(exponential, hintMs)) : exponential;
+}
+
+/** BullMQ's answer for a job whose record is gone (removed, or lost with Redis's data). */
+function recordMissing(err: unknown): boolean {
+  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === ErrorCode.JobNotExist;
+}
+
+/** A counter on the worker's registry, shared by every job worker of the process. */
+function counter(metrics: Metrics, name: string, help: string, labelNames: string[] = []): Counter {
+  const existing = metrics.registry.getSingleMetric(name);
+  return existing instanceof Counter ? existing : new Counter({ name, help, labelNames, registers: [metrics.registry] });
 }
 
 export interface JobWorkerDeps {
@@ -99,6 +134,10 @@ export interface JobWorkerDeps {
   readonly cancelRequested?: (jobId: string) => Promise<boolean>;
   readonly cancelPollMs?: number;
   readonly deadLetters?: { add(jobId: string, reason: string): Promise<void> };
+  /** Waits for a locked stack (default BUSY_BACKOFF). */
+  readonly busyBackoff?: BusyBackoff;
+  /** How often a running job checks that its record still exists (a Redis restart may lose it). */
+  readonly recordCheckMs?: number;
 }
 
 export interface JobWorker {
@@ -117,6 +156,12 @@ export function failureReason(error: unknown, scrubber: SecretScrubber): string 
 export function createJobWorker(deps: JobWorkerDeps): JobWorker {
   const leaseMs = deps.laneLeaseMs ?? 60_000;
   const laneRetryMs = deps.laneRetryMs ?? 500;
+  const busyBackoff = deps.busyBackoff ?? BUSY_BACKOFF;
+  const progressFailures = counter(deps.metrics, "stackrail_job_progress_write_failures_total", "Progress lines that could not be written to a job's log", [
+    "reason",
+  ]);
+  const busyWaits = counter(deps.metrics, "stackrail_stack_busy_waits_total", "Times a job waited for a stack locked by a live process");
+  const jobKey = (jobId: string): string => `${deps.prefix}:${JOBS_QUEUE}:${jobId}`;
   const running = new Map<string, AbortController>();
   const extraKinds = deps.extraKinds ?? {};
   for (const name of Object.keys(extraKinds)) {
@@ -190,6 +235,37 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
 
     const controller = new AbortController();
     running.set(jobId, controller);
+    // The record can vanish under a running job (removed from the dashboard, a Redis restart that
+    // lost data). That is a cancel: the operation stops the engine's way, and nothing is retried.
+    let lost = false;
+    const recordGone = (): void => {
+      if (lost) return;
+      lost = true;
+      log.error({ stack }, "job record is gone; cancelling its operation");
+      if (!controller.signal.aborted) controller.abort(new JobLostError("the job's record is gone (removed, or lost in a Redis restart)"));
+    };
+    const recordCheck = setInterval(() => {
+      deps.connection.exists(jobKey(jobId)).then(
+        (n) => {
+          if (n === 0) recordGone();
+        },
+        // Redis away is not a lost record: BullMQ's own lock handles an outage.
+        () => undefined,
+      );
+    }, deps.recordCheckMs ?? 1_000);
+    const progress = async (line: string): Promise<void> => {
+      const clean = deps.scrubber.scrub(line);
+      log.info({ line: clean }, "progress");
+      if (lost) return;
+      try {
+        await job.log(clean);
+      } catch (err) {
+        const missing = recordMissing(err);
+        progressFailures.inc({ reason: missing ? "record_gone" : "error" });
+        if (missing) recordGone();
+        else log.warn({ err }, "could not write a progress line to the job's log");
+      }
+    };
     const timeout = setTimeout(
       () => controller.abort(new OperationTimeoutError(`${kind} exceeded its time limit of ${Math.round(prepared.limitMs / 1000)}s`)),
       prepared.limitMs,
@@ -219,26 +295,57 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
     try {
       log.info({ stack, attempt: job.attemptsMade + 1 }, "job started");
       deps.metrics.jobsTotal.inc({ kind, state: "running" });
-      const result = await prepared.run({
-        jobId,
-        attempt: job.attemptsMade + 1,
-        signal: controller.signal,
-        logger: log,
-        progress: async (line: string) => {
-          const clean = deps.scrubber.scrub(line);
-          log.info({ line: clean }, "progress");
-          await job.log(clean);
-        },
-      });
+      const result = await runInJobScope({ jobId }, () =>
+        prepared.run({
+          jobId,
+          attempt: job.attemptsMade + 1,
+          signal: controller.signal,
+          logger: log,
+          progress,
+          flow: jobFlow(job, token),
+        }),
+      );
+      // A job without a record cannot complete (BullMQ would stop its worker over the missing key):
+      // a handler that finished regardless ends as lost.
+      if (lost || (await deps.connection.exists(jobKey(jobId)).catch(() => 1)) === 0) {
+        recordGone();
+        throw controller.signal.reason instanceof JobLostError ? controller.signal.reason : new JobLostError("the job's record is gone");
+      }
       deps.metrics.jobsTotal.inc({ kind, state: "succeeded" });
       log.info("job succeeded");
       return deps.scrubber.scrubValue(result);
-    } catch (error) {
-      if (error instanceof DelayedError || error instanceof UnrecoverableError) throw error;
+    } catch (thrown) {
+      if (thrown instanceof DelayedError || thrown instanceof UnrecoverableError) throw thrown;
+      // Parked until its children are done (flow.waitForChildren): it keeps its place in its lane.
+      if (thrown instanceof WaitingChildrenError) {
+        releaseLane = false;
+        throw thrown;
+      }
+      // A job stopped on purpose (cancel, time limit, lost record) ends for that reason, even if
+      // what it ran into meanwhile was a busy stack.
+      const stopReason: unknown = controller.signal.reason;
+      const error = controller.signal.aborted && fateOf(thrown) === "wait" && stopReason instanceof StackrailError ? stopReason : thrown;
       const fate = fateOf(error);
       const reason = failureReason(error, deps.scrubber);
+      if (lost || error instanceof JobLostError) {
+        // Nothing to record it in: the service log says what happened, and the lane moves on.
+        deps.metrics.jobsTotal.inc({ kind, state: "lost" });
+        log.error({ stack, reason, state: "lost" }, "job lost: its record is gone, its operation was cancelled");
+        throw new UnrecoverableError(reason);
+      }
       if (fate === "wait") {
         releaseLane = false;
+        if (error instanceof StackLockedError) {
+          // A stack locked by a live process: look again later, each time later (bounded), and say
+          // on whom the job waits. Counted beside the job, so no attempt is spent.
+          const waits = await deps.lanes.noteWait(jobId);
+          const delayMs = busyDelayMs(waits, busyBackoff, error.retryAfterMs);
+          busyWaits.inc();
+          await progress(`waiting: ${error.message}; looking again in ${Math.ceil(delayMs / 1000)}s (wait ${waits})`);
+          log.info({ reason, waits, delayMs, holder: error.holder }, "job waits for a locked stack");
+          await job.moveToDelayed(Date.now() + delayMs, token);
+          throw new DelayedError();
+        }
         log.info({ reason }, "job waits");
         await job.moveToDelayed(Date.now() + laneRetryMs * 4, token);
         throw new DelayedError();
@@ -247,7 +354,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
         // Keep our place at the head of the lane so the retry runs before later jobs of the stack.
         releaseLane = false;
         log.warn({ reason }, "job failed, will retry");
-        throw new Error(reason, { cause: error });
+        throw new Error(reason, { cause: thrown });
       }
       const state = error instanceof CancelledError || error instanceof OperationTimeoutError ? "cancelled" : "failed";
       deps.metrics.jobsTotal.inc({ kind, state });
@@ -258,6 +365,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       throw new UnrecoverableError(reason);
     } finally {
       clearTimeout(timeout);
+      clearInterval(recordCheck);
       if (renewer) clearInterval(renewer);
       if (cancelPoll) clearInterval(cancelPoll);
       running.delete(jobId);

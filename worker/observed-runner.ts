@@ -1,4 +1,5 @@
 // Wraps a runner to record every Pulumi operation's duration and outcome in the metrics.
+import { StackBusyError } from "../core/errors.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { OperationSummary, StackOperationRequest } from "./pulumi-protocol.ts";
 import type { RunOptions, StackRunner } from "./pulumi-runner.ts";
@@ -12,6 +13,8 @@ export function observedRunner(runner: StackRunner, metrics: Metrics): StackRunn
         end({ result: "succeeded" });
         return summary;
       } catch (err) {
+        // A busy stack ran no operation (the job waits); it is not a failed one.
+        if (err instanceof StackBusyError) throw err;
         end({ result: "failed" });
         throw err;
       }

@@ -2,8 +2,7 @@
 // Node). It builds the inline program, drives the engine through the Automation API and streams
 // engine events back as progress lines. It never sends a secret value: stack outputs marked secret
 // are replaced before they leave, and the engine itself masks secrets in events.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
-import { hostname } from "node:os";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConcurrentUpdateError, LocalWorkspace, PulumiCommand, type EngineEvent, type OutputMap, type Stack } from "@pulumi/pulumi/automation/index.js";
@@ -11,6 +10,7 @@ import { ValidationError } from "../core/errors.ts";
 import { killTree } from "./process-tree.ts";
 import { POLICY_PACK_ENV, programFor } from "../programs/index.ts";
 import {
+  PARENT_SILENT_MS,
   SECRET_PLACEHOLDER,
   type ChildFailure,
   type ChildMessage,
@@ -126,38 +126,8 @@ async function openStack(request: StackOperationRequest, settings: ChildSettings
   );
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/**
- * A process killed mid-update leaves its lock in the file backend. The lock names its owner
- * (pid, host); it is removed only when that owner is gone. A lock held by a live process stays,
- * and the operation then fails as a concurrent update (a retryable wait).
- */
-function clearStaleLocks(request: StackOperationRequest, settings: ChildSettings): void {
-  if (!settings.backendUrl.startsWith("file://")) return;
-  const dir = path.join(fileURLToPath(settings.backendUrl), ".pulumi", "locks", "organization", request.projectName, request.stack);
-  if (!existsSync(dir)) return;
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".json"))) {
-    let owner: { pid?: number; hostname?: string };
-    try {
-      owner = JSON.parse(readFileSync(path.join(dir, file), "utf8")) as { pid?: number; hostname?: string };
-    } catch {
-      continue;
-    }
-    if (owner.hostname === hostname() && typeof owner.pid === "number" && !alive(owner.pid)) {
-      rmSync(path.join(dir, file), { force: true });
-      rmSync(path.join(dir, `${file}.attrs`), { force: true }); // the blob store's metadata sidecar
-      send({ type: "progress", line: `cleared a stale lock left by process ${owner.pid}, which is gone` });
-    }
-  }
-}
+// A stack's lock is looked at by the worker before this process is asked to run anything
+// (worker/stack-guard.ts): a stale one is cleared there, a live one never reaches the engine.
 
 function parses(file: string): boolean {
   try {
@@ -220,7 +190,6 @@ async function resolvePendingOperations(
 
 async function run(request: StackOperationRequest, settings: ChildSettings): Promise<OperationSummary> {
   const started = Date.now();
-  clearStaleLocks(request, settings);
   repairCheckpoint(request, settings);
   const stack = await openStack(request, settings);
   const violations: string[] = [];
@@ -346,10 +315,19 @@ function parentGone(): void {
 }
 
 process.on("disconnect", parentGone);
-// The channel's close is not always seen (a stopped parent keeps it open): the parent pid changes
-// when the parent dies, whatever the channel says.
+// The channel's close is not always seen: the parent pid changes when the parent dies, whatever
+// the channel says. A stopped or frozen parent keeps both its pid and the channel, so a running
+// operation also expects to hear from it every few seconds (PARENT_PING_MS) and treats a long
+// silence as its death: its lock is gone before the worker's heartbeat runs out and another
+// worker may clear it (worker/worker-identity.ts).
+let lastHeard = Date.now();
+let lastTick = Date.now();
 setInterval(() => {
-  if (process.ppid !== parentPid) parentGone();
+  const now = Date.now();
+  // This process itself was stalled (a loaded machine): what it did not hear meanwhile is no news.
+  if (now - lastTick > 3_000) lastHeard = now;
+  lastTick = now;
+  if (process.ppid !== parentPid || (started && now - lastHeard > PARENT_SILENT_MS)) parentGone();
 }, 1_000).unref();
 
 const finished = (): void => {
@@ -358,6 +336,8 @@ const finished = (): void => {
 };
 
 process.on("message", (raw: ParentMessage) => {
+  lastHeard = Date.now();
+  if (raw.type === "ping") return;
   if (raw.type === "start") started = true;
   if (raw.type === "cancel") {
     // The Automation API turns this into SIGINT for the CLI: the engine's own graceful cancellation.

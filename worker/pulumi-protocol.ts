@@ -50,7 +50,21 @@ export interface OperationSummary {
   readonly durationMs: number;
 }
 
-export type ParentMessage = { readonly type: "start"; readonly request: StackOperationRequest; readonly settings: ChildSettings } | { readonly type: "cancel" };
+export type ParentMessage =
+  | { readonly type: "start"; readonly request: StackOperationRequest; readonly settings: ChildSettings }
+  | { readonly type: "cancel" }
+  /** "Still here": sent every PARENT_PING_MS while an operation runs. */
+  | { readonly type: "ping" };
+
+/** How often a worker tells its running child that it is alive. */
+export const PARENT_PING_MS = 2_000;
+/**
+ * How long a running child goes without hearing from its worker before it treats the worker as
+ * gone (stopped with SIGSTOP, frozen) and cancels its operation. With the child's grace to stop,
+ * this stays well below the worker heartbeat's TTL (worker/worker-identity.ts), after which other
+ * workers may clear the stack's lock.
+ */
+export const PARENT_SILENT_MS = 10_000;
 
 export interface ChildFailure {
   /** Decides the job's fate on the parent side (see worker/pulumi-runner.ts). */

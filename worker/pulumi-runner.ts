@@ -11,9 +11,19 @@ import { killTree } from "./process-tree.ts";
 import { Socket } from "node:net";
 import path from "node:path";
 import { PROJECT_ROOT, type EngineLocation } from "../core/engine.ts";
-import { CancelledError, OperationTimeoutError, PolicyViolationError, ProgramError, StackBusyError, StackrailError, TransientError } from "../core/errors.ts";
+import { CancelledError, OperationTimeoutError, PolicyViolationError, ProgramError, StackLockedError, StackrailError, TransientError } from "../core/errors.ts";
 import { STACK_NAME_PATTERN } from "../core/ids.ts";
-import type { ChildMessage, ChildSettings, OperationSummary, ParentMessage, StackOperationRequest } from "./pulumi-protocol.ts";
+import { currentJobScope } from "./job-scope.ts";
+import {
+  PARENT_PING_MS,
+  type ChildMessage,
+  type ChildSettings,
+  type OperationSummary,
+  type ParentMessage,
+  type StackOperationRequest,
+} from "./pulumi-protocol.ts";
+import { localStackGuard, type OperationClaim, type StackGuard } from "./stack-guard.ts";
+import { lockStoreFor } from "./stack-locks.ts";
 
 export interface RunnerSettings {
   readonly engine: EngineLocation;
@@ -27,12 +37,19 @@ export interface RunnerSettings {
   readonly cancelGraceMs: number;
   /** Keep a spare child started ahead of the next operation (default true). */
   readonly prefork?: boolean;
+  /**
+   * Claims a stack before its engine starts (worker/stack-guard.ts): a worker's guard records the
+   * owner in Redis; without one, only locks whose process is gone from this host are cleared.
+   */
+  readonly guard?: StackGuard;
 }
 
 export interface RunOptions {
   readonly onProgress?: (line: string) => void;
   /** Aborting cancels the operation; `signal.reason` may be an OperationTimeoutError. */
   readonly signal?: AbortSignal;
+  /** The job the operation belongs to (recorded as the stack's holder); defaults to the current job scope. */
+  readonly jobId?: string;
 }
 
 export interface StackRunner {
@@ -71,8 +88,10 @@ const CHILD = path.join(import.meta.dirname, "pulumi-child.ts");
 export class PulumiRunner implements StackRunner {
   readonly #settings: RunnerSettings;
   readonly #env: NodeJS.ProcessEnv;
+  readonly #guard: StackGuard;
   #spare: Spawned | undefined;
   #closed = false;
+  #started = 0;
 
   constructor(settings: RunnerSettings) {
     this.#settings = settings;
@@ -87,7 +106,13 @@ export class PulumiRunner implements StackRunner {
       NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(PROJECT_ROOT, ".build", "node-compile-cache"),
     };
     if (settings.passphrase !== undefined) this.#env.PULUMI_CONFIG_PASSPHRASE = settings.passphrase;
+    this.#guard = settings.guard ?? localStackGuard(lockStoreFor(settings.backendUrl));
     this.#ensureSpare();
+  }
+
+  /** How many operations reached a Pulumi process (a job that waits for a busy stack starts none). */
+  get operationsStarted(): number {
+    return this.#started;
   }
 
   /** The pid of the idle spare child (tests). */
@@ -147,10 +172,24 @@ export class PulumiRunner implements StackRunner {
     return taken;
   }
 
-  run(request: StackOperationRequest, options: RunOptions = {}): Promise<OperationSummary> {
+  async run(request: StackOperationRequest, options: RunOptions = {}): Promise<OperationSummary> {
     if (!STACK_NAME_PATTERN.test(request.stack) || !/^[a-z][a-z0-9-]{0,63}$/.test(request.projectName)) {
-      return Promise.reject(new ProgramError("refusing a stack or project name outside Stackrail's naming scheme"));
+      throw new ProgramError("refusing a stack or project name outside Stackrail's naming scheme");
     }
+    // The stack's lock is looked at before any engine starts: a busy stack costs no Pulumi run.
+    // A cancelled job skips the claim and ends as cancelled below, not as waiting.
+    const claim = options.signal?.aborted
+      ? undefined
+      : await this.#guard.claim(request, { jobId: options.jobId ?? currentJobScope()?.jobId ?? "", progress: (line) => options.onProgress?.(line) });
+    try {
+      return await this.#operate(request, options, claim);
+    } finally {
+      // Before the next operation of the same job claims the stack again.
+      await claim?.release().catch(() => undefined);
+    }
+  }
+
+  #operate(request: StackOperationRequest, options: RunOptions, claim: OperationClaim | undefined): Promise<OperationSummary> {
     const s = this.#settings;
     const settings: ChildSettings = {
       workDir: path.join(s.dataDir, "workspaces", request.projectName, request.stack),
@@ -168,10 +207,12 @@ export class PulumiRunner implements StackRunner {
       const child = spawned.child;
       let settled = false;
       let killTimer: NodeJS.Timeout | undefined;
+      const ping: { timer?: NodeJS.Timeout } = {};
       const settle = (fn: () => void): void => {
         if (settled) return;
         settled = true;
         if (killTimer) clearTimeout(killTimer);
+        if (ping.timer) clearInterval(ping.timer);
         options.signal?.removeEventListener("abort", onAbort);
         fn();
         // Normally a spare exists already (see #take); this replaces one that died meanwhile.
@@ -220,7 +261,9 @@ export class PulumiRunner implements StackRunner {
             settle(() => {
               if (f.kind === "cancelled" || options.signal?.aborted) reject(cancelError());
               else if (f.kind === "policy") reject(new PolicyViolationError(f.message, f.violations ?? []));
-              else if (f.kind === "concurrent") reject(new StackBusyError(f.message));
+              // A lock the guard could not see (a backend whose locks are not read here, or one taken
+              // since): the engine's own account of the holder, and the same bounded back-off.
+              else if (f.kind === "concurrent") reject(new StackLockedError(`stack ${request.stack} is locked (the engine says: ${f.message.slice(0, 600)})`));
               else if (f.kind === "program") reject(new ProgramError(f.message));
               else reject(new TransientError(f.message));
             });
@@ -238,7 +281,14 @@ export class PulumiRunner implements StackRunner {
           else reject(new TransientError(`Pulumi process ended without a result (code ${code}, signal ${signal}): ${spawned.stderrTail.trim()}`));
         });
       });
+      claim?.started(child.pid);
+      this.#started += 1;
       child.send({ type: "start", request, settings } satisfies ParentMessage);
+      // The child cancels its operation when it stops hearing from this process (stopped, frozen):
+      // the stack's lock is then released before this worker's heartbeat runs out.
+      ping.timer = setInterval(() => {
+        if (child.connected) child.send({ type: "ping" } satisfies ParentMessage);
+      }, PARENT_PING_MS);
     });
   }
 }

@@ -3,10 +3,11 @@
 import path from "node:path";
 import type { Config } from "../core/config.ts";
 import { engineLocation, type EngineLocation } from "../core/engine.ts";
-import { PulumiRunner } from "./pulumi-runner.ts";
+import { PulumiRunner, type RunnerSettings } from "./pulumi-runner.ts";
 
-export function createRunner(config: Config, engine: EngineLocation = engineLocation()): PulumiRunner {
+export function createRunner(config: Config, engine: EngineLocation = engineLocation(), extra: Pick<RunnerSettings, "guard"> = {}): PulumiRunner {
   return new PulumiRunner({
+    ...extra,
     engine,
     backendUrl: config.pulumiBackendUrl,
     passphrase: config.pulumiPassphrase,

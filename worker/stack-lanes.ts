@@ -7,7 +7,8 @@
 // Keys (prefix = config.queuePrefix, beside BullMQ's `<prefix>:jobs:*` keys):
 //   <prefix>:lane:<stack>        list of job ids, head = the job allowed to run next
 //   <prefix>:lane-lease:<stack>  string: owner job id, with a TTL (the lease)
-//   <prefix>:jobmeta:<jobId>     hash: stack, kind, registeredAt, acquired, supersededBy, cancelled
+//   <prefix>:jobmeta:<jobId>     hash: stack, kind, registeredAt, acquired, supersededBy, cancelled,
+//                                busyWaits (times it waited for a locked stack; not a BullMQ attempt)
 //
 // The lane heals itself: a head whose BullMQ job is gone (never added, or removed) or already
 // finished (completed or finally failed) and that holds no lease is dropped by the next acquire.
@@ -116,6 +117,8 @@ export interface LaneMeta {
   acquired: boolean;
   supersededBy?: string;
   cancelled: boolean;
+  /** Times the job waited for a stack locked by a live process. */
+  busyWaits: number;
 }
 
 export class StackLanes {
@@ -216,6 +219,12 @@ export class StackLanes {
     await this.#redis.multi().hset(this.#metaKey(jobId), "cancelled", "1").expire(this.#metaKey(jobId), META_TTL_SECONDS).exec();
   }
 
+  /** One more wait of the job for a locked stack; returns how many it has had. */
+  async noteWait(jobId: string): Promise<number> {
+    const [[, n] = []] = (await this.#redis.multi().hincrby(this.#metaKey(jobId), "busyWaits", 1).expire(this.#metaKey(jobId), META_TTL_SECONDS).exec()) ?? [];
+    return typeof n === "number" ? n : 1;
+  }
+
   async isCancelled(jobId: string): Promise<boolean> {
     return (await this.#redis.hget(this.#metaKey(jobId), "cancelled")) === "1";
   }
@@ -229,6 +238,7 @@ export class StackLanes {
       acquired: h.acquired === "1",
       ...(h.supersededBy ? { supersededBy: h.supersededBy } : {}),
       cancelled: h.cancelled === "1",
+      busyWaits: Number(h.busyWaits ?? 0),
     };
   }
 
