@@ -11,8 +11,23 @@ export interface Metrics {
   readonly githubCalls: Counter<"status">;
   readonly githubRateRemaining: Gauge;
   readonly driftFound: Counter<"stack">;
+  /** Findings of the installation's last orphan audit, by kind (worker/orphans/types.ts ORPHAN_KINDS). */
+  readonly orphans: Gauge<"kind">;
+  /** When that audit ran (seconds since the epoch): an alert on its age finds an audit that stopped running. */
+  readonly orphanAuditTime: Gauge;
   /** Where queue depth and the oldest waiting job come from, read at each scrape. */
   setQueueSource(source: () => Promise<QueueStats>): void;
+  /**
+   * Where the last orphan audit's counts come from, read at each scrape: stored in Redis by whichever
+   * process ran the audit, so every process of the installation exports the same values.
+   */
+  setOrphanSource(source: () => Promise<OrphanStats | undefined>): void;
+}
+
+export interface OrphanStats {
+  readonly counts: Readonly<Record<string, number>>;
+  /** When the audit ran, ms since the epoch. */
+  readonly at: number;
 }
 
 export interface QueueStats {
@@ -23,6 +38,19 @@ export interface QueueStats {
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
   let queueSource: (() => Promise<QueueStats>) | undefined;
+  let orphanSource: (() => Promise<OrphanStats | undefined>) | undefined;
+  let lastOrphans: Promise<OrphanStats | undefined> | undefined;
+  // Both orphan gauges read the same snapshot per scrape.
+  const orphanStats = (): Promise<OrphanStats | undefined> => {
+    lastOrphans ??= (orphanSource?.() ?? Promise.resolve(undefined))
+      .catch(() => undefined)
+      .finally(() => {
+        setTimeout(() => {
+          lastOrphans = undefined;
+        }, 250);
+      });
+    return lastOrphans;
+  };
   let lastStats: Promise<QueueStats | undefined> | undefined;
   // Both queue gauges read the same snapshot per scrape.
   const stats = (): Promise<QueueStats | undefined> => {
@@ -87,8 +115,32 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       labelNames: ["stack"],
       registers: [registry],
     }),
+    orphans: new Gauge({
+      name: "stackrail_orphans",
+      help: "Findings of the last orphan audit (GET /v1/audit/orphans, npm run orphans, the scheduled audit), by kind",
+      labelNames: ["kind"],
+      registers: [registry],
+      async collect() {
+        const s = await orphanStats();
+        // No audit yet: no value (unknown is not zero).
+        if (!s) return;
+        for (const [kind, n] of Object.entries(s.counts)) this.set({ kind }, n);
+      },
+    }),
+    orphanAuditTime: new Gauge({
+      name: "stackrail_orphan_audit_timestamp_seconds",
+      help: "When the last orphan audit of this installation ran",
+      registers: [registry],
+      async collect() {
+        const s = await orphanStats();
+        if (s) this.set(s.at / 1000);
+      },
+    }),
     setQueueSource(source) {
       queueSource = source;
+    },
+    setOrphanSource(source) {
+      orphanSource = source;
     },
   };
 }

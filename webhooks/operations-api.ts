@@ -4,11 +4,18 @@ import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { Redis } from "ioredis";
+import { Redis } from "ioredis";
 import type { Config } from "../core/config.ts";
+import { engineLocation, type EngineLocation } from "../core/engine.ts";
+import type { Metrics } from "../core/metrics.ts";
 import type { DeadLetters } from "../worker/dead-letters.ts";
+import { createGitOpsWriter } from "../worker/gitops/writer-factory.ts";
+import type { GitOpsWriter } from "../worker/gitops/writer.ts";
 import { cancelKey } from "../worker/job-control.ts";
-import type { JobQueue, JobView } from "../worker/queue.ts";
+import { auditAndRecord } from "../worker/orphans/audit.ts";
+import { readOrphanCounts } from "../worker/orphans/last-audit.ts";
+import type { OrphanReport, OrphanScope } from "../worker/orphans/types.ts";
+import { JobQueue, type JobView } from "../worker/queue.ts";
 import { authenticate } from "./tenant-api.ts";
 
 const JOB_ID = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -18,7 +25,14 @@ export interface OperationsDeps {
   readonly redis: Redis;
   readonly queue: JobQueue;
   readonly deadLetters: DeadLetters;
+  /** The GitOps repository the orphan audit reads (the one GITOPS_REPO names when not given). */
+  readonly reader?: Pick<GitOpsWriter, "listFiles" | "readFile">;
+  readonly engine?: EngineLocation;
+  /** Gets the `stackrail_orphans` gauge's source. */
+  readonly metrics?: Metrics;
 }
+
+const ORPHAN_SCOPES: readonly OrphanScope[] = ["server", "installation"];
 
 /** Bearer token, or HTTP Basic with the token as password (so a browser can open the dashboard). */
 function tokenName(req: FastifyRequest, config: Config): string | null {
@@ -59,6 +73,37 @@ export function auditEntry(view: JobView): Record<string, unknown> {
 
 export async function registerOperationsApi(app: FastifyInstance, deps: OperationsDeps): Promise<void> {
   const { config, queue } = deps;
+
+  // The audit reads many keys: its own connection, without the edge's fail-fast command limit, made
+  // on first use (a scrape of the gauge or an audit) and closed with the app.
+  let audit: { redis: Redis; queue: JobQueue } | undefined;
+  const auditConnection = (): { redis: Redis; queue: JobQueue } => {
+    if (!audit) {
+      const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, connectTimeout: 5_000 });
+      redis.on("error", () => undefined);
+      audit = { redis, queue: new JobQueue({ connection: redis, prefix: config.queuePrefix }) };
+    }
+    return audit;
+  };
+  app.addHook("onClose", async () => {
+    await audit?.queue.close();
+    audit?.redis.disconnect();
+  });
+  deps.metrics?.setOrphanSource(() => readOrphanCounts(auditConnection().redis, config.queuePrefix));
+  let reader: Promise<Pick<GitOpsWriter, "listFiles" | "readFile">> | undefined;
+  // Concurrent requests share one audit per scope: it lists stacks and scans servers.
+  const running = new Map<OrphanScope, Promise<OrphanReport>>();
+  const runAudit = (scope: OrphanScope): Promise<OrphanReport> => {
+    const current = running.get(scope);
+    if (current) return current;
+    const started = (async () => {
+      reader ??= deps.reader ? Promise.resolve(deps.reader) : createGitOpsWriter(config);
+      const { redis, queue: auditQueue } = auditConnection();
+      return auditAndRecord({ config, redis, queue: auditQueue, reader: await reader, engine: deps.engine ?? engineLocation() }, { scope });
+    })().finally(() => running.delete(scope));
+    running.set(scope, started);
+    return started;
+  };
 
   await app.register((scope, _options, registered) => {
     scope.addHook("onRequest", (req, reply, done) => {
@@ -102,6 +147,14 @@ export async function registerOperationsApi(app: FastifyInstance, deps: Operatio
       if (!(await deps.deadLetters.has(id))) return reply.code(404).send({ error: "not_found", message: `job ${id} is not in the dead-letter list` });
       if (!(await deps.deadLetters.retry(queue.queue, id))) return reply.code(409).send({ error: "conflict", message: `job ${id} is not failed` });
       return reply.code(202).send({ jobId: id, state: "waiting" });
+    });
+
+    // What exists without an owner, and what is owned but missing (worker/orphans/). Read-only.
+    scope.get<{ Querystring: { scope?: string } }>("/v1/audit/orphans", async (req, reply) => {
+      const requested = req.query.scope ?? config.orphanScope;
+      const auditScope = ORPHAN_SCOPES.find((s) => s === requested);
+      if (!auditScope) return reply.code(400).send({ error: "invalid", field: "scope", message: "scope: must be server or installation" });
+      return runAudit(auditScope);
     });
 
     scope.get<{ Querystring: { limit?: string } }>("/v1/audit", async (req) => {

@@ -1,10 +1,13 @@
-// Scheduled drift checks: every active tenant's stack gets a `tenant.drift` job once per interval.
+// Scheduled drift checks: every active tenant's stack gets a `tenant.drift` job once per interval;
+// on the same schedule, once per installation, the orphan audit (worker/orphans/).
 // Each stack has its own stable offset inside the interval (a hash of its name), so checks spread
 // out instead of all starting together; the job id names the stack and the period, so any number
 // of workers ticking at once enqueue each check once, and a restart does not enqueue it again.
 import { createHash } from "node:crypto";
+import type { Redis } from "ioredis";
 import type { Logger } from "../core/logger.ts";
 import type { TenantIndex } from "../webhooks/tenant-index.ts";
+import { countByKind, type OrphanReport } from "./orphans/types.ts";
 import type { JobQueue } from "./queue.ts";
 
 export interface DriftSchedule {
@@ -72,4 +75,42 @@ export async function enqueueDueDriftChecks(
     added.push(jobId);
   }
   return added;
+}
+
+/** The slot name of the installation's scheduled orphan audit (its own offset in the interval). */
+export const ORPHAN_AUDIT_SLOT = "orphan-audit";
+
+export interface OrphanAuditSchedule {
+  readonly redis: Redis;
+  readonly prefix: string;
+  readonly schedule: Pick<DriftSchedule, "intervalMs" | "windowMs">;
+  readonly audit: () => Promise<OrphanReport>;
+  readonly logger: Logger;
+}
+
+/**
+ * The orphan audit, once per drift interval per installation (the first worker to claim the period
+ * runs it), so `stackrail_orphans` stays current without anyone calling the route. Its counts are
+ * stored for every process's gauge by the audit itself; leftovers are logged as a warning.
+ * Returns the report when this worker ran it.
+ */
+export async function runDueOrphanAudit(s: OrphanAuditSchedule, now = Date.now()): Promise<OrphanReport | null> {
+  const { intervalMs, windowMs } = s.schedule;
+  if (intervalMs <= 0) return null;
+  const { period, dueAt } = driftSlot(ORPHAN_AUDIT_SLOT, intervalMs, now);
+  if (now - dueAt > windowMs) return null;
+  const claimed = await s.redis.set(`${s.prefix}:${ORPHAN_AUDIT_SLOT}:${period}`, "1", "PX", 2 * intervalMs, "NX");
+  if (claimed !== "OK") return null;
+  const report = await s.audit();
+  const byKind = Object.fromEntries(Object.entries(countByKind(report.findings)).filter(([, n]) => n > 0));
+  const fields = {
+    scope: report.scope,
+    findings: report.findings.length,
+    byKind,
+    incomplete: report.incomplete.map((i) => i.source),
+    durationMs: report.durationMs,
+  };
+  if (report.findings.length > 0 || report.incomplete.length > 0) s.logger.warn(fields, "orphan audit found leftovers or could not read a source");
+  else s.logger.info(fields, "orphan audit found nothing");
+  return report;
 }
