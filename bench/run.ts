@@ -1,5 +1,5 @@
-// `npm run bench [-- ingest overhead fanout storm memory]`: runs the benchmarks of issue 8 (all of
-// them by default, in that order), prints one table (name, ours, baseline, ratio, goal, met?) and
+// `npm run bench [-- ingest overhead fanout storm memory rollout]`: runs the benchmarks of issues 8
+// and 18 (all of them by default, in that order), prints one table (name, ours, baseline, ratio, goal, met?) and
 // writes it with the machine's description to bench/results/latest.json. A goal that is not met
 // is reported, never a failure: the exit code is non-zero only when a benchmark could not run.
 // Sizes come from the environment (see bench/README.md). Needs Redis and MariaDB (checked first).
@@ -11,6 +11,7 @@ import { benchFanout } from "./fanout.ts";
 import { benchIngest } from "./ingest.ts";
 import { benchMemory } from "./memory.ts";
 import { benchOverhead } from "./overhead.ts";
+import { benchRollout } from "./rollout.ts";
 import { startCpu, type CpuUse } from "./lib/cpu.ts";
 import { machineInfo, renderTable, say, type Row } from "./lib/report.ts";
 import { benchStorm } from "./storm.ts";
@@ -21,6 +22,7 @@ const BENCHES: Record<string, () => Promise<Row[]>> = {
   fanout: benchFanout,
   storm: benchStorm,
   memory: benchMemory,
+  rollout: benchRollout,
 };
 
 interface Failure {

@@ -4,7 +4,13 @@
 import mysql from "mysql2/promise";
 import type { Config } from "../core/config.ts";
 import { ProgramError } from "../core/errors.ts";
-import type { HealthCheck } from "./handlers/release-rollout.ts";
+import type { TenantRecord } from "../webhooks/tenant-index.ts";
+
+/**
+ * The gate a rollout step runs for its tenant after the stack is up: resolves when the tenant is
+ * healthy, throws (a typed StackrailError decides whether the step is retried) when it is not.
+ */
+export type HealthCheck = (tenant: TenantRecord, outputs: Record<string, unknown>) => Promise<void>;
 
 export function healthCheckFor(config: Config): HealthCheck {
   return async (tenant, outputs) => {

@@ -1,0 +1,161 @@
+// Controlling a running release, end to end with the real engine: pause acts on the wave's steps
+// (none starts while paused, the wave's one commit waits for the resume), cancel stops the steps
+// and commits what already passed (Git and the API agree), and a newer release supersedes a
+// waiting one while a running one hands over at its next wave boundary.
+import { parse } from "yaml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { HealthCheck } from "../../worker/health-check.ts";
+import type { JobView } from "../../worker/queue.ts";
+import { dropTenantLeftovers } from "../support/cleanup.ts";
+import { startHarness, type Harness } from "../support/harness.ts";
+
+let h: Harness;
+const tag = Math.random().toString(36).slice(2, 7);
+const p1 = `pa-${tag}`;
+const p2 = `pb-${tag}`;
+const p3 = `pc-${tag}`;
+const all = [p1, p2, p3];
+
+/** A health check that holds one tenant until the test lets it go. */
+let gate: { tenant: string; entered: boolean; open: () => void; opened: Promise<void> } | null = null;
+function closeGate(tenant: string): NonNullable<typeof gate> {
+  let open = (): void => undefined;
+  const opened = new Promise<void>((r) => (open = r));
+  gate = { tenant, entered: false, open, opened };
+  return gate;
+}
+const healthCheck: HealthCheck = async (tenant) => {
+  const g = gate;
+  if (g && g.tenant === tenant.id) {
+    g.entered = true;
+    await g.opened;
+  }
+};
+
+const stepId = (rolloutId: string, wave: number, round: number, tenant: string) => `${rolloutId}.w${wave}.r${round}.${tenant}`;
+
+async function view(id: string): Promise<JobView | null> {
+  return (await h.service.queue?.getJobView(id).catch(() => null)) ?? null;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function gitVersion(id: string): string | null {
+  const text = h.gitShow(`tenants/${id}/tenant.yaml`);
+  return text === null ? null : String((parse(text) as { version?: unknown }).version);
+}
+
+async function agree(): Promise<Record<string, string | null>> {
+  const out: Record<string, string | null> = {};
+  for (const id of all) {
+    const api = (await h.request("GET", `/v1/tenants/${id}`)).body.version as string;
+    expect(gitVersion(id), `${id}: Git and API`).toBe(api);
+    out[id] = api;
+  }
+  return out;
+}
+
+async function release(version: string): Promise<string> {
+  const res = await h.request("POST", "/v1/releases", { version });
+  expect(res.status).toBe(202);
+  return res.body.jobId as string;
+}
+
+beforeAll(async () => {
+  h = await startHarness({ env: { STACKRAIL_ROLLOUT_WAVES: "eu-west-1;us-east-1", STACKRAIL_WAVE_MAX_PARALLEL: "1" }, healthCheck });
+  const jobs: string[] = [];
+  for (const [id, region] of [
+    [p1, "eu-west-1"],
+    [p2, "eu-west-1"],
+    [p3, "us-east-1"],
+  ] as const) {
+    const res = await h.request("POST", "/v1/tenants", { id, region, tier: "pool", version: "1.0.0" });
+    expect(res.status).toBe(202);
+    jobs.push(res.body.jobId as string);
+  }
+  for (const jobId of jobs) {
+    const job = await h.waitForJob(jobId);
+    expect(job.state, String(job.error)).toBe("succeeded");
+  }
+}, 400_000);
+
+afterAll(async () => {
+  gate?.open();
+  for (const id of all) {
+    const res = await h?.request("DELETE", `/v1/tenants/${id}`);
+    if (res?.status === 202) await h.waitForJob(res.body.jobId).catch(() => undefined);
+  }
+  await h?.close();
+  await dropTenantLeftovers(all);
+});
+
+describe("release control", () => {
+  it("pause starts no new step and holds the wave's commit; resume goes on where it stopped", async () => {
+    const before = h.gitLog().length;
+    const g = closeGate(p1);
+    const rolloutId = await release("2.0.0");
+    await waitFor("p1's health check", () => g.entered);
+    expect((await h.request("POST", `/v1/releases/${rolloutId}/pause`)).status).toBe(202);
+    g.open();
+    await waitFor("the pause to show", async () => (await view(rolloutId))?.progress.some((l) => l.startsWith("paused in wave 1")) ?? false);
+    // p1 is done, p2 did not start; nothing is committed or recorded while paused.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await view(stepId(rolloutId, 1, 1, p1)))?.state).toBe("succeeded");
+    expect(await view(stepId(rolloutId, 1, 1, p2))).toBeNull();
+    expect(h.gitLog().length).toBe(before);
+    expect(await agree()).toEqual({ [p1]: "1.0.0", [p2]: "1.0.0", [p3]: "1.0.0" });
+
+    expect((await h.request("POST", `/v1/releases/${rolloutId}/resume`)).status).toBe(202);
+    const job = await h.waitForJob(rolloutId);
+    expect(job.state, String(job.error)).toBe("succeeded");
+    expect(job.progress.some((l) => l.startsWith("resumed in wave 1"))).toBe(true);
+    // p2 started in a second round of the same wave; still one commit per wave.
+    expect((await view(stepId(rolloutId, 1, 2, p2)))?.state).toBe("succeeded");
+    const log = h.gitLog().slice(0, h.gitLog().length - before);
+    expect(log).toHaveLength(2);
+    expect(log[1]).toContain("wave-1");
+    expect(log[0]).toContain("wave-2");
+    expect(await agree()).toEqual({ [p1]: "2.0.0", [p2]: "2.0.0", [p3]: "2.0.0" });
+  }, 400_000);
+
+  it("cancel stops the wave's steps, commits what passed, and leaves Git and the API agreeing", async () => {
+    const before = h.gitLog().length;
+    const g = closeGate(p1);
+    const rolloutId = await release("3.0.0");
+    await waitFor("p1's health check", () => g.entered);
+    const cancel = await h.request("POST", `/v1/jobs/${rolloutId}/cancel`);
+    expect(cancel.status).toBe(202);
+    g.open();
+    const job = await h.waitForJob(rolloutId);
+    expect(job.state).toBe("cancelled");
+    // p1's stack was up and healthy before the cancel took effect: it is committed with its wave.
+    expect(job.error).toContain(p1);
+    expect(await view(stepId(rolloutId, 1, 1, p2))).toBeNull();
+    const log = h.gitLog().slice(0, h.gitLog().length - before);
+    expect(log).toHaveLength(1);
+    expect(await agree()).toEqual({ [p1]: "3.0.0", [p2]: "2.0.0", [p3]: "2.0.0" });
+  }, 400_000);
+
+  it("a newer release supersedes a waiting one; a running one hands over at its wave boundary", async () => {
+    const g = closeGate(p1);
+    const first = await release("4.0.0");
+    await waitFor("p1's health check", () => g.entered);
+    const second = await release("5.0.0");
+    const third = await release("6.0.0");
+    g.open();
+    const [a, b, c] = [await h.waitForJob(first), await h.waitForJob(second), await h.waitForJob(third)];
+    expect(b).toMatchObject({ state: "superseded", supersededBy: third });
+    // The first finished its wave (p1, p2 at 4.0.0, committed), then handed over before wave 2.
+    expect(a).toMatchObject({ state: "superseded", supersededBy: third });
+    const waves = (a.result as { waves: { updated: string[] }[] }).waves;
+    expect(waves.map((w) => [...w.updated].sort())).toEqual([[p1, p2].sort()]);
+    expect(c.state, String(c.error)).toBe("succeeded");
+    expect(await agree()).toEqual({ [p1]: "6.0.0", [p2]: "6.0.0", [p3]: "6.0.0" });
+  }, 400_000);
+});
