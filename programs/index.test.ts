@@ -13,7 +13,14 @@ describe("programFor", () => {
     expect(typeof programFor("tenant", { tenantId: "acme", tier: "silo", region: "us-east-2", version: "1.2.3" }, aws)).toBe("function");
     expect(typeof programFor("preview", { repo: "web", pr: 3, headSha: "c".repeat(40), expiresAt: "2030-01-01T00:00:00Z" }, local)).toBe("function");
     expect(typeof programFor("region", { region: "eu-west-1" }, aws)).toBe("function");
-    const fn = { tenantId: "acme", region: "eu-west-1", functionName: "hook", codePath: "/tmp/b.zip", assumeRoleArn: "arn:aws:iam::123456789012:role/x" };
+    const fn = {
+      tenantId: "acme",
+      region: "eu-west-1",
+      functionName: "hook",
+      codePath: "/tmp/b.zip",
+      handler: "index.handler",
+      assumeRoleArn: "arn:aws:iam::123456789012:role/x",
+    };
     expect(typeof programFor("tenant-functions", fn, aws)).toBe("function");
   });
 

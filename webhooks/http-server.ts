@@ -15,6 +15,7 @@ import type { JobQueue } from "../worker/queue.ts";
 import { registerGitHubIngress } from "./github-ingress.ts";
 import { isRedisUnavailable } from "./redis-errors.ts";
 import { httpServerTimeouts } from "./server-timeouts.ts";
+import { registerRegionApi } from "./region-api.ts";
 import { authenticate, registerTenantApi } from "./tenant-api.ts";
 import { TenantIndex } from "./tenant-index.ts";
 
@@ -187,6 +188,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInst
     now,
     enqueued,
   });
+  registerRegionApi(app, { config: deps.config, redis: deps.redis, queue: deps.queue, now });
   if (deps.extraRoutes) await deps.extraRoutes(app);
   return app;
 }

@@ -6,7 +6,7 @@
 import { ValidationError } from "../core/errors.ts";
 import { STACK_NAME_PATTERN, TENANT_ID_PATTERN, tenantStackName } from "../core/ids.ts";
 import { logicalNames, type LogicalNames } from "../programs/naming.ts";
-import { tenantNamespace } from "./gitops/manifests.ts";
+import { tenantNamespace, workloadObjects } from "../core/tenant-resources.ts";
 import { isLayoutPath, tenantDir } from "./gitops/paths.ts";
 
 /** RFC 1123 label: what Kubernetes requires of namespaces and most object names. */
@@ -75,8 +75,8 @@ export function deriveTenantNames(id: string): TenantNames {
     appProject: label("the Argo CD AppProject name", application),
     gitopsApplication: label("the generated Argo CD Application name", `tenant-${id}-gitops`),
     helmRelease: check("the Helm release name", id, DNS_LABEL.test(id) && id.length <= HELM_RELEASE_MAX, "a Helm release name"),
-    databaseSecret: label("the database Secret name", `${stack}-db`),
-    cacheSecret: label("the cache Secret name", `${stack}-cache`),
+    databaseSecret: label("the database Secret name", workloadObjects(tenantNamespace(id)).databaseSecret),
+    cacheSecret: label("the cache Secret name", workloadObjects(tenantNamespace(id)).cacheSecret),
     labelValue: check("the tenant label", id, LABEL_VALUE.test(id), "a Kubernetes label value"),
     gitopsDir,
   };

@@ -2,6 +2,7 @@
 // resource registered with its inputs, so tests can assert the properties that matter and run
 // the policy pack over the whole stack. Test support only.
 import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
 import type { StackResource } from "../policy/policies.ts";
 
 export interface Recorded {
@@ -26,6 +27,14 @@ function arnFor(type: string, name: string): string {
   return `arn:aws:${service}:eu-west-1:123456789012:${name}`;
 }
 
+/** Ids shaped as AWS shapes them where a consumer checks the shape (manifests accept only `fsap-…` access points). */
+function mockId(type: string, name: string, inputs: Record<string, unknown>): string {
+  // S3 bucket ids are their names, as on AWS.
+  if (type === "aws:s3/bucket:Bucket" && typeof inputs.bucket === "string") return inputs.bucket;
+  if (type === "aws:efs/accessPoint:AccessPoint") return `fsap-${createHash("sha256").update(name).digest("hex").slice(0, 17)}`;
+  return `${name}-id`;
+}
+
 let runCounter = 0;
 
 export async function runWithMocks(program: () => Promise<Record<string, unknown>>, stackReferenceOutputs: Record<string, unknown> = {}): Promise<MockRun> {
@@ -37,8 +46,7 @@ export async function runWithMocks(program: () => Promise<Record<string, unknown
         if (args.type === "pulumi:pulumi:StackReference") {
           return { id: String(inputs.name), state: { name: inputs.name, outputs: stackReferenceOutputs, secretOutputNames: [] } };
         }
-        // S3 bucket ids are their names, as on AWS.
-        const id = args.type === "aws:s3/bucket:Bucket" && typeof inputs.bucket === "string" ? inputs.bucket : `${args.name}-id`;
+        const id = mockId(args.type, args.name, inputs);
         const arn = arnFor(args.type, args.name);
         resources.push({ type: args.type, name: args.name, id, inputs });
         const extra: Record<string, unknown> = { arn, id };

@@ -8,6 +8,7 @@ import { checkResource } from "../policy/policies.ts";
 import { runWithMocks, type MockRun } from "./mock-harness.ts";
 import { tenantFunctionsArgsSchema } from "./schemas.ts";
 import { GRANTED_ACTIONS, tenantFunctionsProgram } from "./tenant-functions.ts";
+import { functionZip } from "../../test/support/zip-builder.ts";
 
 let run: MockRun;
 let dir: string;
@@ -18,10 +19,18 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), "stackrail-fn-"));
   const codePath = path.join(dir, "bundle.zip");
-  writeFileSync(codePath, "not really a zip; mocks never read it");
+  // A real archive, as the API accepts it (the handler file is in it).
+  writeFileSync(codePath, functionZip("export const handle = async () => ({ statusCode: 200 });\n", "hooks/invoice.mjs"));
   run = await runWithMocks(
     tenantFunctionsProgram(
-      tenantFunctionsArgsSchema.parse({ tenantId: "acme", region: "eu-west-1", functionName: "invoice-hook", codePath, assumeRoleArn: roleArn }),
+      tenantFunctionsArgsSchema.parse({
+        tenantId: "acme",
+        region: "eu-west-1",
+        functionName: "invoice-hook",
+        codePath,
+        handler: "hooks/invoice.handle",
+        assumeRoleArn: roleArn,
+      }),
     ),
   );
 });
@@ -46,6 +55,7 @@ describe("tenant functions program (mocked)", () => {
     const fn = run.one("aws:lambda/function:Function");
     const dlq = run.one("aws:sqs/queue:Queue");
     expect(fn.inputs).toMatchObject({
+      handler: "hooks/invoice.handle",
       reservedConcurrentExecutions: 5,
       deadLetterConfig: { targetArn: expect.stringContaining(":sqs:") as unknown },
       environment: { variables: { CORRELATION_ID_HEADER: "x-correlation-id", STACKRAIL_TENANT: "acme" } },

@@ -68,7 +68,8 @@ export function tenantFunctionsProgram(args: TenantFunctionsArgs): () => Promise
         name: base,
         role: role.arn,
         runtime: "nodejs22.x",
-        handler: "index.handler",
+        handler: args.handler,
+        // A file archive by path: the schema has made sure it ends in `.zip`, which the engine needs.
         code: new pulumi.asset.FileArchive(args.codePath),
         memorySize: args.memoryMb,
         timeout: args.timeoutSeconds,
@@ -100,6 +101,7 @@ export function tenantFunctionsProgram(args: TenantFunctionsArgs): () => Promise
       dlqArn: dlq.arn,
       dlqUrl: dlq.url,
       logGroupName: logGroup.name,
+      handler: args.handler,
     });
   };
 }

@@ -104,5 +104,8 @@ describe("aws tenant program (mocked)", () => {
     expect(run.one(`${DYN}MysqlUser`).inputs).toMatchObject({ user: "p_web_app_pr_42", maxConnections: 5 });
     expect(run.one("kubernetes:core/v1:ResourceQuota").inputs).toMatchObject({ spec: { hard: { pods: "5" } } });
     expect(run.outputs.labels).toMatchObject({ "stackrail.io/head-sha": "b".repeat(40) });
+    // Previews are checked by the same mandatory pack as every other `up` (issue 16, item 5): they pass it.
+    for (const r of run.resources) expect(await checkResource(r.type, r.inputs, r.name), `${r.type} ${r.name}`).toEqual([]);
+    expect(await checkStack(run.forPolicies())).toEqual([]);
   });
 });

@@ -9,6 +9,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { previewKey } from "../../core/ids.ts";
+import { REGION_PROJECT, previewNamespace, tenantNamespace, workloadObjects, type WorkloadObjects } from "../../core/tenant-resources.ts";
 import { MAX_CONNECTIONS, cacheRules, privilegesFor, stackOwner, tenantDatabase } from "../logical.ts";
 import { logicalNames, type LogicalNames } from "../naming.ts";
 import { GeneratedPassword } from "../local/resources.ts";
@@ -16,6 +17,7 @@ import { previewLabels, type PreviewArgs } from "../preview.ts";
 import type { TenantArgs } from "../tenant.ts";
 import { awsName, policyDocument, tagsFor, type TagSpec } from "./common.ts";
 import { mysqlServer, redisServer, type Network } from "./region.ts";
+import { tenantKubernetesObjects } from "./tenant-kubernetes.ts";
 
 /** The outputs of `region-<region>` a tenant stack reads. */
 export const REGION_OUTPUTS = [
@@ -48,8 +50,8 @@ interface Sizing {
 interface AwsTenantSpec {
   region: string;
   names: LogicalNames;
-  /** Kubernetes namespace and IAM role base name. */
-  namespace: string;
+  /** The namespace's objects (core/tenant-resources.ts); the namespace is also the IAM role's base name. */
+  objects: WorkloadObjects;
   tenantTag: string;
   sizing: Sizing;
   labels: Record<string, string>;
@@ -62,8 +64,10 @@ export function posixId(key: string): number {
 }
 
 function awsTenant(spec: AwsTenantSpec): Record<string, unknown> {
-  const { names, sizing } = spec;
-  const region = new pulumi.StackReference("region", { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/region-${spec.region}` });
+  const { names, sizing, objects } = spec;
+  const namespace = objects.namespace;
+  // The region stack lives in one project, whichever project (tier) this stack is in.
+  const region = new pulumi.StackReference("region", { name: `${pulumi.getOrganization()}/${REGION_PROJECT}/region-${spec.region}` });
   const out = (name: (typeof REGION_OUTPUTS)[number]): pulumi.Output<unknown> => region.requireOutput(name);
   const str = (name: (typeof REGION_OUTPUTS)[number]): pulumi.Output<string> => out(name).apply((v) => String(v));
 
@@ -158,14 +162,14 @@ function awsTenant(spec: AwsTenantSpec): Record<string, unknown> {
   );
   const secret = new aws.secretsmanager.Secret(
     `${names.key}-credentials`,
-    { name: `stackrail/${spec.namespace}/credentials`, kmsKeyId: kmsKeyArn, recoveryWindowInDays: 7, tags },
+    { name: `stackrail/${namespace}/credentials`, kmsKeyId: kmsKeyArn, recoveryWindowInDays: 7, tags },
     opts,
   );
   new aws.secretsmanager.SecretVersion(`${names.key}-credentials`, { secretId: secret.id, secretString: credentials }, opts);
 
   // The app's IAM role (IRSA): its own secret and access point, nothing else, no wildcards.
   const oidcHost = str("oidcIssuer").apply((u) => u.replace(/^https:\/\//, ""));
-  const roleName = awsName(`tenant-${spec.namespace}-app`, 64);
+  const roleName = awsName(`tenant-${namespace}-app`, 64);
   const role = new aws.iam.Role(
     `${names.key}-app`,
     {
@@ -175,7 +179,9 @@ function awsTenant(spec: AwsTenantSpec): Record<string, unknown> {
           Effect: "Allow",
           Principal: { Federated: `arn:aws:iam::${account}:oidc-provider/${host}` },
           Action: "sts:AssumeRoleWithWebIdentity",
-          Condition: { StringEquals: { [`${host}:sub`]: `system:serviceaccount:${spec.namespace}:app`, [`${host}:aud`]: "sts.amazonaws.com" } },
+          Condition: {
+            StringEquals: { [`${host}:sub`]: `system:serviceaccount:${namespace}:${objects.serviceAccount}`, [`${host}:aud`]: "sts.amazonaws.com" },
+          },
         }),
       ),
       tags,
@@ -204,52 +210,16 @@ function awsTenant(spec: AwsTenantSpec): Record<string, unknown> {
 
   // Kubernetes: namespace and what the app needs; Argo CD deploys the app itself.
   const kube = new k8s.Provider("eks", { kubeconfig: str("kubeconfig"), enableServerSideApply: true });
-  const kopts: pulumi.CustomResourceOptions = { provider: kube };
-  const labels = { "app.kubernetes.io/managed-by": "stackrail", ...spec.labels };
-  const ns = new k8s.core.v1.Namespace(
-    spec.namespace,
+  const hostname = pulumi.interpolate`${names.key}.${str("ingressHostname")}`;
+  tenantKubernetesObjects(
     {
-      metadata: {
-        name: spec.namespace,
-        labels: { ...labels, "pod-security.kubernetes.io/enforce": "restricted" },
-      },
-    },
-    kopts,
-  );
-  const nsOpts = { ...kopts, dependsOn: [ns] };
-  const meta = (name: string): k8s.types.input.meta.v1.ObjectMeta => ({ name, namespace: spec.namespace, labels });
-  new k8s.core.v1.ResourceQuota(
-    "quota",
-    { metadata: meta("tenant-quota"), spec: { hard: { "requests.cpu": sizing.quota.cpu, "requests.memory": sizing.quota.memory, pods: sizing.quota.pods } } },
-    nsOpts,
-  );
-  new k8s.core.v1.LimitRange(
-    "limits",
-    {
-      metadata: meta("tenant-limits"),
-      spec: { limits: [{ type: "Container", default: { cpu: "500m", memory: "512Mi" }, defaultRequest: { cpu: "100m", memory: "128Mi" } }] },
-    },
-    nsOpts,
-  );
-  new k8s.networking.v1.NetworkPolicy(
-    "isolation",
-    {
-      metadata: meta("tenant-isolation"),
-      spec: {
-        podSelector: {},
-        policyTypes: ["Ingress"],
-        ingress: [{ from: [{ podSelector: {} }] }, { from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } } }] }],
-      },
-    },
-    nsOpts,
-  );
-  new k8s.core.v1.ServiceAccount("app", { metadata: { ...meta("app"), annotations: { "eks.amazonaws.com/role-arn": role.arn } } }, nsOpts);
-  new k8s.core.v1.Secret("credentials", { metadata: meta("app-credentials"), type: "Opaque", stringData: { "credentials.json": credentials } }, nsOpts);
-  new k8s.core.v1.ConfigMap(
-    "config",
-    {
-      metadata: meta("app-config"),
-      data: {
+      objects,
+      labels: spec.labels,
+      quota: sizing.quota,
+      roleArn: role.arn,
+      database: { host: mysqlHost, port: "3306", database: names.database, username: names.dbUser, password: db.password },
+      cache: { host: redisHost, port: "6379", username: names.cacheUser, password: cachePassword.result, keyPrefix: names.keyPrefix, tls: "true" },
+      config: {
         TENANT: spec.tenantTag,
         REPLICAS: String(sizing.replicas),
         VERSION: spec.version ?? "",
@@ -259,21 +229,25 @@ function awsTenant(spec: AwsTenantSpec): Record<string, unknown> {
         REDIS_KEY_PREFIX: names.keyPrefix,
         ATTACHMENTS_ACCESS_POINT: accessPoint.id,
         CREDENTIALS_SECRET_ARN: secret.arn,
+        PUBLIC_HOSTNAME: hostname,
       },
     },
-    nsOpts,
+    { provider: kube },
   );
 
   return {
     target: "aws",
     region: spec.region,
-    namespace: spec.namespace,
-    url: pulumi.interpolate`https://${names.key}.${str("ingressHostname")}`,
+    namespace,
+    url: pulumi.interpolate`https://${hostname}`,
+    hostname,
     databaseHost: mysqlHost,
+    databasePort: 3306,
     databaseName: db.database.name,
     databaseUser: db.user.user,
     databasePassword: db.password,
     cacheHost: redisHost,
+    cachePort: 6379,
     cacheUser: cacheUser.userName,
     cacheKeyPrefix: names.keyPrefix,
     cachePassword: pulumi.secret(cachePassword.result),
@@ -290,7 +264,7 @@ export function awsTenantProgram(args: TenantArgs): () => Promise<Record<string,
     const outputs = awsTenant({
       region: args.region,
       names: logicalNames(silo ? "silo" : "tenant", args.tenantId),
-      namespace: `tenant-${args.tenantId}`,
+      objects: workloadObjects(tenantNamespace(args.tenantId)),
       tenantTag: args.tenantId,
       version: args.version,
       labels: { "stackrail.io/tenant": args.tenantId, "stackrail.io/tier": args.tier },
@@ -313,7 +287,7 @@ export function awsPreviewProgram(args: PreviewArgs): () => Promise<Record<strin
     const outputs = awsTenant({
       region: args.region,
       names: logicalNames("preview", key),
-      namespace: `preview-${key}`,
+      objects: workloadObjects(previewNamespace(args.repo, args.pr)),
       tenantTag: `preview-${key}`,
       version: args.headSha,
       labels,

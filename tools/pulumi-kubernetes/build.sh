@@ -7,11 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export GOFLAGS=-mod=readonly CGO_ENABLED=0 GOTOOLCHAIN=local
 ROOT=$(cd ../.. && pwd)
+# Download first: on a cold module cache `go list -m -f '{{.Dir}}'` prints nothing.
+go mod download
 PV=$(go list -m -f '{{.Version}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
 SRC=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes
 NPM_VERSION=$(node -p 'require("../../node_modules/@pulumi/kubernetes/package.json").version')
 echo "[stackrail k8s] provider module $PV (npm @pulumi/kubernetes is $NPM_VERSION)"
-go mod download
 go run ./cmd/gen-k8s-schema "$SRC" ./cmd/pulumi-resource-kubernetes "${PV#v}"
 echo "[stackrail k8s] compiling (about 10 minutes and 4 GB of memory on two cores)"
 time nice -n 10 go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$PV" \

@@ -1,5 +1,9 @@
 // Shared inputs for the GitOps tests (not a test file itself).
+import { workloadObjects } from "../../core/tenant-resources.ts";
 import type { GitOpsSettings, InfraOutputs, TenantSpec } from "./manifests.ts";
+
+/** Names of tenant acme's objects, from the one place programs and manifests take them. */
+const ACME_OBJECTS = workloadObjects("tenant-acme");
 
 export const SETTINGS: GitOpsSettings = {
   appRepoUrl: "https://github.com/acme/app.git",
@@ -16,8 +20,10 @@ export const INFRA: InfraOutputs = {
   cacheHost: "cache.eu-west-1.example.internal",
   cachePort: 6379,
   cachePrefix: "tenant:acme:",
-  credentialsSecretName: "tenant-acme-db",
-  cacheCredentialsSecretName: "tenant-acme-cache",
+  credentialsSecretName: ACME_OBJECTS.databaseSecret,
+  cacheCredentialsSecretName: ACME_OBJECTS.cacheSecret,
+  configMapName: ACME_OBJECTS.configMap,
+  serviceAccountName: ACME_OBJECTS.serviceAccount,
   attachmentsAccessPoint: "fsap-0123456789abcdef0",
   hostname: "acme.eu.example.com",
 };

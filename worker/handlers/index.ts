@@ -13,6 +13,7 @@ import type { JobHandlers } from "../job-worker.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
 import { healthCheckFor } from "../health-check.ts";
 import { releaseRolloutHandler, type HealthCheck } from "./release-rollout.ts";
+import { releaseTenantStepHandler } from "./release-tenant-step.ts";
 import { tenantDeprovisionHandler } from "./tenant-deprovision.ts";
 import { tenantProvisionHandler } from "./tenant-provision.ts";
 import { tenantUpgradeHandler } from "./tenant-upgrade.ts";
@@ -26,6 +27,9 @@ import type { PreviewRegistry } from "../preview-registry.ts";
 import type { RepoRef } from "../../core/jobs.ts";
 import type { SecretScrubber } from "../../core/logger.ts";
 import { commentRefusalHandler, previewDestroyHandler, previewUpHandler } from "./preview.ts";
+import { RegionIndex } from "../../core/regions.ts";
+import { JobQueue } from "../queue.ts";
+import { regionGate, regionProvisionHandler } from "./region-provision.ts";
 
 export interface HandlerDeps {
   readonly config: Config;
@@ -68,6 +72,19 @@ function bundleReferencesFrom(redis: Redis, prefix: string): (tenantId: string) 
 }
 
 export function createHandlers(deps: HandlerDeps): JobHandlers {
+  const regions = new RegionIndex(deps.redis, deps.config.queuePrefix, deps.now);
+  // aws: tenant and preview stacks read the region stack, so the first one in a region waits for it.
+  let gateQueue: JobQueue | undefined;
+  const regionJobs = (): JobQueue => (gateQueue ??= new JobQueue({ connection: deps.redis, prefix: deps.config.queuePrefix, scrubber: deps.scrubber }));
+  const regionReady =
+    deps.config.target === "aws"
+      ? regionGate({
+          config: deps.config,
+          regions,
+          queue: { enqueue: (data, options) => regionJobs().enqueue(data, options), getJobView: (id) => regionJobs().getJobView(id) },
+          ...(deps.now ? { now: deps.now } : {}),
+        })
+      : undefined;
   const tenantDeps = {
     config: deps.config,
     runner: deps.runner,
@@ -75,6 +92,15 @@ export function createHandlers(deps: HandlerDeps): JobHandlers {
     tenants: deps.tenants,
     policyPacks: deps.policyPacks,
     scrub: (text: string) => deps.scrubber.scrub(text),
+    ...(regionReady ? { regionReady } : {}),
+  };
+  // A rollout's tenant steps are its child jobs, added on the worker's command connection.
+  let stepQueue: JobQueue | undefined;
+  const rolloutDeps = {
+    ...tenantDeps,
+    redis: deps.redis,
+    healthCheck: deps.healthCheck ?? healthCheckFor(deps.config),
+    steps: () => (stepQueue ??= new JobQueue({ connection: deps.redis, prefix: deps.config.queuePrefix, ...(deps.scrubber ? { scrubber: deps.scrubber } : {}) })),
   };
   const breaker = new DeletionBreaker(deps.redis, deps.config.queuePrefix, deps.config.deleteMaxPerWindow, deps.config.deleteWindowMs, deps.now);
   // Clean-ups after tier moves count in a breaker of their own: a burst of them is deferred, and
@@ -94,10 +120,13 @@ export function createHandlers(deps: HandlerDeps): JobHandlers {
     writer: deps.writer,
     registry: deps.previews,
     feedbackFor: deps.feedbackFor,
+    policyPacks: deps.policyPacks,
+    ...(regionReady ? { regionReady } : {}),
     ...(deps.now ? { now: deps.now } : {}),
   };
   return {
     "tenant.provision": tenantProvisionHandler(tenantDeps),
+    "region.provision": regionProvisionHandler({ ...tenantDeps, regions }),
     "tenant.upgrade": tenantUpgradeHandler(tenantDeps),
     "tenant.deprovision": tenantDeprovisionHandler({ ...tenantDeps, breaker, bundleReferences: bundleReferencesFrom(deps.redis, deps.config.queuePrefix) }),
     "tenant.move-cleanup": tenantMoveCleanupHandler({
@@ -125,6 +154,7 @@ export function createHandlers(deps: HandlerDeps): JobHandlers {
     "preview.up": previewUpHandler(previewDeps),
     "preview.destroy": previewDestroyHandler(previewDeps),
     "comment.refusal": commentRefusalHandler(previewDeps),
-    "release.rollout": releaseRolloutHandler({ ...tenantDeps, redis: deps.redis, healthCheck: deps.healthCheck ?? healthCheckFor(deps.config) }),
+    "release.rollout": releaseRolloutHandler(rolloutDeps),
+    "release.tenant-step": releaseTenantStepHandler(rolloutDeps),
   };
 }

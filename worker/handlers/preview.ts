@@ -16,6 +16,7 @@ import type { OperationSummary } from "../pulumi-protocol.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
 import type { RepoRef } from "../../core/jobs.ts";
 import { publicUrl } from "../../core/urls.ts";
+import type { RegionGate } from "./region-provision.ts";
 import { PROJECT_NAME, gitopsSettings, infraFromOutputs, publicOutputs, regionFiles } from "./tenant-support.ts";
 
 export interface PreviewDeps {
@@ -26,6 +27,10 @@ export interface PreviewDeps {
   readonly writer: GitOpsWriter;
   readonly registry: PreviewRegistry;
   readonly feedbackFor: (repo: RepoRef) => Promise<Feedback>;
+  /** The target's mandatory policy packs: a preview's `up` is checked like every other one. */
+  readonly policyPacks: readonly string[];
+  /** aws: waits for the preview region's shared infrastructure before the first preview there. */
+  readonly regionReady?: RegionGate;
   readonly now?: () => number;
 }
 
@@ -65,7 +70,7 @@ async function runPreviewStack(
   stack: string,
 ): Promise<OperationSummary> {
   return deps.runner.run(
-    { stack, projectName: PROJECT_NAME, operation, program: "preview", args, policyPacks: [] },
+    { stack, projectName: PROJECT_NAME, operation, program: "preview", args, policyPacks: deps.policyPacks },
     { signal: ctx.signal, onProgress: (line) => void ctx.progress(line) },
   );
 }
@@ -88,6 +93,8 @@ export function previewUpHandler(deps: PreviewDeps): JobHandler<"preview.up"> {
     };
     const records: FeedbackRecord[] = [];
 
+    // Before a slot is taken or anything is reported: waiting for the region is not a failure.
+    await deps.regionReady?.(deps.config.previewRegion, ctx);
     if (!(await deps.registry.admit(stack, repo, pr, deps.config.maxPreviews, now))) {
       const live = await deps.registry.count();
       records.push(

@@ -15,6 +15,7 @@ import type { JobHandler } from "../job-worker.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
 import type { Config } from "../../core/config.ts";
 import { deriveTenantNames } from "../tenant-names.ts";
+import type { RegionGate } from "./region-provision.ts";
 import { failureSummary, gitopsSettings, infraFromOutputs, publicOutputs, regionFiles, runTenantStack, tenantCommitMessage } from "./tenant-support.ts";
 
 export interface TenantHandlerDeps {
@@ -25,6 +26,8 @@ export interface TenantHandlerDeps {
   readonly policyPacks: readonly string[];
   /** The service's secret scrubber: a failure kept on a tenant record is scrubbed with it. */
   readonly scrub?: (text: string) => string;
+  /** aws: waits for the region's shared infrastructure (region-provision.ts) before the first stack there. */
+  readonly regionReady?: RegionGate;
 }
 
 export function tenantProvisionHandler(deps: TenantHandlerDeps): JobHandler<"tenant.provision"> {
@@ -45,6 +48,8 @@ export function tenantProvisionHandler(deps: TenantHandlerDeps): JobHandler<"ten
     let touched = false;
     try {
       deriveTenantNames(tenantId);
+      // Before anything exists: a region that cannot be provisioned leaves no tenant behind.
+      await deps.regionReady?.(region, ctx);
       await ctx.progress(`stack up ${stack} (${tier}, ${region})`);
       // From here on the stack may have created resources, even if `up` fails half-way.
       touched = true;

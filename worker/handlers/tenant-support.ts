@@ -3,6 +3,7 @@
 import { parse } from "yaml";
 import type { Config } from "../../core/config.ts";
 import { StackrailError } from "../../core/errors.ts";
+import { workloadObjects } from "../../core/tenant-resources.ts";
 import { publicUrl } from "../../core/urls.ts";
 import { tierSchema, type Region, type TenantId, type Tier } from "../../core/ids.ts";
 import type { Trigger } from "../../core/jobs.ts";
@@ -48,6 +49,19 @@ export async function regionFiles(
   return Object.fromEntries(stale.flat());
 }
 
+/** The stack's Kubernetes objects the values name, from the one place the programs take them from too. */
+type WorkloadReferences = Pick<InfraOutputs, "credentialsSecretName" | "cacheCredentialsSecretName" | "configMapName" | "serviceAccountName">;
+
+function workloadReferences(namespace: string): WorkloadReferences {
+  const o = workloadObjects(namespace);
+  return {
+    credentialsSecretName: o.databaseSecret,
+    cacheCredentialsSecretName: o.cacheSecret,
+    configMapName: o.configMap,
+    serviceAccountName: o.serviceAccount,
+  };
+}
+
 const str = (v: unknown, fallback = ""): string => (typeof v === "string" ? v : fallback);
 const num = (v: unknown, fallback: number): number => (typeof v === "number" ? v : fallback);
 
@@ -64,8 +78,7 @@ export function infraFromOutputs(outputs: Record<string, unknown>, secretBase: s
     cacheHost: str(outputs.cacheHost),
     cachePort: num(outputs.cachePort, 6379),
     cachePrefix: str(outputs.cacheKeyPrefix),
-    credentialsSecretName: `${secretBase}-db`,
-    cacheCredentialsSecretName: `${secretBase}-cache`,
+    ...workloadReferences(secretBase),
     ...(typeof outputs.attachmentsPath === "string" ? { attachmentsPath: outputs.attachmentsPath } : {}),
     ...(typeof outputs.attachmentsAccessPointId === "string" ? { attachmentsAccessPoint: outputs.attachmentsAccessPointId } : {}),
     ...(typeof outputs.hostname === "string" ? { hostname: outputs.hostname } : {}),
