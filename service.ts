@@ -26,6 +26,8 @@ export interface ServiceOptions {
   readonly logDestination?: DestinationStream;
   /** Job kinds beyond the job model (tests and benchmarks only; see WorkerRoleDeps). */
   readonly extraKinds?: WorkerRoleDeps["extraKinds"];
+  /** The rollout's per-tenant health check instead of the configured one (tests inject failures through it). */
+  readonly healthCheck?: WorkerRoleDeps["healthCheck"];
 }
 
 export interface Service {
@@ -98,6 +100,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       engine,
       ...(options.writer ? { writer: options.writer } : {}),
       ...(options.extraKinds ? { extraKinds: options.extraKinds } : {}),
+      ...(options.healthCheck ? { healthCheck: options.healthCheck } : {}),
     });
     closers.push((graceMs) => worker?.close(graceMs) ?? Promise.resolve());
   }
@@ -141,7 +144,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       }),
       extraRoutes: async (a: FastifyInstance) => {
         registerReleaseControl(a, { config, redis: edge, queue: q });
-        await registerOperationsApi(a, { config, redis: edge, queue: q, deadLetters: new DeadLetters(edge, config.queuePrefix) });
+        await registerOperationsApi(a, { config, redis: edge, queue: q, deadLetters: new DeadLetters(edge, config.queuePrefix), reader, engine, metrics });
         await worker?.registerRoutes(a);
       },
     });

@@ -4,7 +4,8 @@ import { SummaryReporter } from "./test/summary-reporter.ts";
 export default defineConfig({
   test: {
     include: ["**/*.test.ts"],
-    exclude: ["node_modules/**", ".engine/**", ".stackrail/**"],
+    // test/faults/ is its own run (npm run test:faults, vitest.faults.config.ts).
+    exclude: ["node_modules/**", ".engine/**", ".stackrail/**", "test/faults/**"],
     globalSetup: ["test/global-setup.ts"],
     // Real engines, databases and git: generous limits, and never more workers than cores.
     testTimeout: 180_000,

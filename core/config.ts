@@ -46,6 +46,10 @@ export interface Config {
   readonly argocdNamespace: string;
   /** Rollout waves, in order: each a list of regions (`development` = the preview region). */
   readonly rolloutWaves: readonly (readonly string[])[];
+  /** At most this many tenants of a wave change at once; the rest of the wave waits its turn. */
+  readonly waveMaxParallel: number;
+  /** A wave starts no more tenants once this many of them failed; later waves do not start. */
+  readonly waveMaxFailures: number;
   /** Circuit breaker: at most this many tenant deletions within the window. */
   readonly deleteMaxPerWindow: number;
   readonly deleteWindowMs: number;
@@ -84,6 +88,12 @@ export interface Config {
   readonly unverifiedBytesMax: number;
   /** A request (headers and body) must arrive within this time; a connection idle this long is closed. */
   readonly requestTimeoutMs: number;
+  /**
+   * What the orphan audit reports by default on the MariaDB and cache servers: `server` everything in
+   * the tenant name spaces (a dedicated server), `installation` only objects of tenant ids and preview
+   * keys this installation knows (servers shared with other installations). See worker/orphans/types.ts.
+   */
+  readonly orphanScope: "server" | "installation";
 }
 
 const listOf = (raw: string | undefined): string[] =>
@@ -240,6 +250,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       ) * 3_600_000,
     maxPreviews: field("STACKRAIL_MAX_PREVIEWS", intIn(1, 10_000), env.STACKRAIL_MAX_PREVIEWS ?? "10"),
     rolloutWaves: parseWaves(env.STACKRAIL_ROLLOUT_WAVES ?? "eu-west-1;eu-central-1,us-east-1"),
+    waveMaxParallel: field("STACKRAIL_WAVE_MAX_PARALLEL", intIn(1, 10_000), env.STACKRAIL_WAVE_MAX_PARALLEL ?? "10"),
+    waveMaxFailures: field("STACKRAIL_WAVE_MAX_FAILURES", intIn(1, 1_000_000), env.STACKRAIL_WAVE_MAX_FAILURES ?? "1"),
     previewRegion: field(
       "STACKRAIL_PREVIEW_REGION",
       z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "must be a region name"),
@@ -260,6 +272,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       env.STACKRAIL_UNVERIFIED_BYTES_MAX ?? String(64 * 1024 * 1024),
     ),
     requestTimeoutMs: field("STACKRAIL_REQUEST_TIMEOUT_MS", intIn(1000, 3_600_000), env.STACKRAIL_REQUEST_TIMEOUT_MS ?? "30000"),
+    orphanScope: field(
+      "STACKRAIL_ORPHAN_SCOPE",
+      z.enum(["server", "installation"], { message: "must be server or installation" }),
+      env.STACKRAIL_ORPHAN_SCOPE ?? "server",
+    ),
     publicUrl: field("STACKRAIL_PUBLIC_URL", urlWith(["https:", "http:"]), env.STACKRAIL_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ""),
   };
 }

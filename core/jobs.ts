@@ -1,6 +1,7 @@
 // The job model shared by the HTTP edge (which enqueues) and the worker (which runs).
 // Job data is stored in Redis, so it never holds a secret: only identifiers and references.
 import { z } from "zod";
+import { regionSettingsSchema } from "./regions.ts";
 import { functionNameSchema, gitShaSchema, prNumberSchema, regionSchema, tenantIdSchema, tierSchema, versionSchema } from "./ids.ts";
 
 /** Who or what asked for a job: the audit trail's first half. */
@@ -24,6 +25,12 @@ export const repoRefSchema = z.object({
 export type RepoRef = z.infer<typeof repoRefSchema>;
 
 const base = { trigger: triggerSchema, requestedAt: z.string() };
+
+/** A job id as the queue accepts it (not a number: BullMQ reserves those). */
+export const jobIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,128}$/, "must match [A-Za-z0-9_.-]{1,128}")
+  .refine((v) => !/^\d+$/.test(v), "must not be a number");
 
 export const jobDataSchema = z.discriminatedUnion("kind", [
   z.object({
@@ -63,6 +70,11 @@ export const jobDataSchema = z.discriminatedUnion("kind", [
     /** Carried as inert data for comments and commit messages; never in a path, stack name or shell. */
     title: z.string().max(1024).optional(),
   }),
+  /**
+   * A region's shared infrastructure: on aws the `region-<region>` stack (policy-checked `up`), on
+   * every target the region's Argo CD objects. Settings are resolved when the job is enqueued.
+   */
+  z.object({ kind: z.literal("region.provision"), ...base, region: regionSchema, ...regionSettingsSchema.shape }),
   z.object({ kind: z.literal("preview.destroy"), ...base, repo: repoRefSchema, pr: prNumberSchema, headSha: gitShaSchema.optional() }),
   z.object({
     kind: z.literal("release.rollout"),
@@ -70,6 +82,25 @@ export const jobDataSchema = z.discriminatedUnion("kind", [
     version: versionSchema,
     /** The commit or tag that triggered it, for the record. */
     ref: z.string().max(255).optional(),
+    /** The stopped rollout (failed or cancelled) this one resumes: `POST /v1/releases/:jobId/resume`. */
+    resumes: jobIdSchema.optional(),
+  }),
+  /**
+   * One tenant's step of a rollout wave: `up` of the tenant's stack at the version, then its health
+   * check. Only a rollout adds it, as a child of its own job, in the tenant's lane; the rollout
+   * commits the wave's files and records the versions once the wave's steps are done.
+   */
+  z.object({
+    kind: z.literal("release.tenant-step"),
+    ...base,
+    rolloutJobId: jobIdSchema,
+    wave: z.number().int().min(1).max(1000),
+    /** A wave starts its remaining tenants again after a pause: each start is a round. */
+    round: z.number().int().min(1).max(100_000),
+    tenantId: tenantIdSchema,
+    version: versionSchema,
+    /** The wave stops starting steps once this many of its tenants failed (STACKRAIL_WAVE_MAX_FAILURES when the wave began). */
+    maxFailures: z.number().int().min(1).max(1_000_000),
   }),
   z.object({
     kind: z.literal("comment.refusal"),

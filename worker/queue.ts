@@ -5,9 +5,10 @@ import { randomUUID } from "node:crypto";
 import { Job, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { TransientError, ValidationError } from "../core/errors.ts";
-import { previewStackName, tenantStackName } from "../core/ids.ts";
+import { previewStackName, regionStackName, tenantStackName } from "../core/ids.ts";
 import { JOBS_QUEUE, jobDataSchema, triggerSchema, type JobData, type JobState, type Trigger } from "../core/jobs.ts";
 import type { SecretScrubber } from "../core/logger.ts";
+import { ROLLOUT_KEY_TTL_SECONDS, rolloutHandoverKey } from "./rollout-control.ts";
 import { StackLanes } from "./stack-lanes.ts";
 
 const SEVEN_DAYS_S = 7 * 24 * 3600;
@@ -42,6 +43,11 @@ export function stackFor(data: JobData): string | undefined {
       return previewStackName(data.repo.name, data.pr);
     case "release.rollout":
       return RELEASES_LANE;
+    case "release.tenant-step":
+      // A rollout step changes the tenant's stack: it queues with the tenant's own jobs.
+      return tenantStackName(data.tenantId);
+    case "region.provision":
+      return regionStackName(data.region);
     case "comment.refusal":
       return undefined;
   }
@@ -85,13 +91,23 @@ export interface EnqueueOptions {
 
 const JOB_ID_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
 
+/** Adds holderJobId at the back of a lane unless it is there already. */
+const HOLD = `
+if not redis.call('LPOS', KEYS[1], ARGV[1]) then redis.call('RPUSH', KEYS[1], ARGV[1]) end
+return 1
+`;
+
 export class JobQueue {
   readonly queue: Queue;
   readonly lanes: StackLanes;
   readonly #addTimeoutMs: number;
   readonly #scrubber: SecretScrubber | undefined;
+  readonly #redis: Redis;
+  readonly #prefix: string;
 
   constructor(options: JobQueueOptions) {
+    this.#redis = options.connection;
+    this.#prefix = options.prefix;
     this.queue = new Queue(JOBS_QUEUE, { connection: options.connection, prefix: options.prefix });
     // Without a listener an 'error' event (Redis going away) would crash the process.
     this.queue.on("error", () => undefined);
@@ -140,7 +156,58 @@ export class JobQueue {
       // Best effort: if this fails, the older jobs simply run first; order is still right.
       superseded = await this.#bounded(this.lanes.supersedeOlder(stack, jobId, "preview.up")).catch(() => []);
     }
+    if (stack && job.kind === "release.rollout") {
+      // A newer release replaces releases that have not started, and asks a started one to stop at
+      // its next wave boundary and hand over (a push storm on the default branch rolls out once).
+      // Best effort, as above: without it the older rollouts simply run first.
+      superseded = await this.#bounded(this.#supersedeReleases(stack, jobId)).catch(() => []);
+    }
     return { jobId, superseded };
+  }
+
+  async #supersedeReleases(stack: string, jobId: string): Promise<string[]> {
+    const superseded = await this.lanes.supersedeOlder(stack, jobId, "release.rollout");
+    const older = await this.lanes.entries(stack);
+    const tx = this.#redis.multi();
+    for (const id of older) {
+      if (id === jobId) break;
+      tx.set(rolloutHandoverKey(this.#prefix, id), jobId, "EX", ROLLOUT_KEY_TTL_SECONDS);
+    }
+    await tx.exec();
+    return superseded;
+  }
+
+  /**
+   * Adds a child job of `parent` (a rollout's tenant step) in its stack's lane, like enqueue();
+   * its failure does not fail the parent, which reads it among its children's failures. With
+   * `holdFor`, that job's place (holdLane) is taken right behind the child, before the child
+   * exists. Adding an id that exists already changes nothing. Worker side: not bounded by the
+   * edge's add timeout.
+   */
+  async enqueueChild(data: JobData, options: { jobId: string; parent: { id: string; queue: string }; holdFor?: string }): Promise<void> {
+    const job = jobDataSchema.parse(data);
+    const stack = stackFor(job);
+    if (stack) await this.lanes.register(stack, options.jobId, { kind: job.kind });
+    if (stack && options.holdFor) await this.holdLane(stack, options.holdFor);
+    try {
+      await this.queue.add(job.kind, job, { ...JOB_OPTIONS, jobId: options.jobId, parent: options.parent, ignoreDependencyOnFailure: true });
+    } catch (err) {
+      if (stack) await this.lanes.unregister(stack, options.jobId).catch(() => undefined);
+      throw new TransientError("the queue cannot take the job now", { cause: err });
+    }
+  }
+
+  /**
+   * Keeps a place for holderJobId in another stack's lane: later jobs of that stack wait until
+   * releaseHold(), or until the holder has finished (the lane drops finished heads by itself). A
+   * rollout holds each tenant's lane from its step to the wave's commit.
+   */
+  async holdLane(stack: string, holderJobId: string): Promise<void> {
+    await this.#redis.eval(HOLD, 1, this.lanes.laneKey(stack), holderJobId);
+  }
+
+  async releaseHold(stack: string, holderJobId: string): Promise<void> {
+    await this.lanes.release(stack, holderJobId);
   }
 
   /** The API's view of a job, or null when no such job exists (or its record expired). */
@@ -154,11 +221,15 @@ export class JobQueue {
     if (!job) return null;
     const [meta, logs] = await Promise.all([this.lanes.meta(id), this.queue.getJobLogs(id, 0, 499, true)]);
 
+    // A rollout that handed over to a newer release at a wave boundary completed as superseded.
+    const handedOver = (job.returnvalue as { supersededBy?: unknown } | null | undefined)?.supersededBy;
+    const supersededBy = meta.supersededBy ?? (bullState === "completed" && typeof handedOver === "string" ? handedOver : undefined);
     let state: JobState;
-    if (meta.supersededBy) state = "superseded";
+    if (supersededBy) state = "superseded";
     // A job stopped while running shows cancelled once BullMQ has recorded the end (and the error).
     else if (meta.cancelled && bullState !== "active") state = "cancelled";
-    else if (bullState === "active") state = "running";
+    // A parent waiting for its child jobs (a rollout wave's steps) is under way.
+    else if (bullState === "active" || bullState === "waiting-children") state = "running";
     else if (bullState === "completed") state = "succeeded";
     else if (bullState === "failed") state = "failed";
     else state = "waiting";
@@ -183,7 +254,7 @@ export class JobQueue {
       kind: job.name,
       stack,
       state,
-      ...(meta.supersededBy ? { supersededBy: meta.supersededBy } : {}),
+      ...(supersededBy ? { supersededBy } : {}),
       progress: scrub(logs.logs),
       ...(bullState === "completed" && job.returnvalue !== undefined && job.returnvalue !== null ? { result: scrub(job.returnvalue) } : {}),
       ...(bullState === "failed" || (job.failedReason && state !== "succeeded") ? { error: scrub(job.failedReason) } : {}),

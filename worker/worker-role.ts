@@ -15,7 +15,9 @@ import type { Feedback } from "./github/feedback.ts";
 import { createGitOpsWriter } from "./gitops/writer-factory.ts";
 import { PreviewRegistry } from "./preview-registry.ts";
 import { reapIdlePreviews } from "./preview-reaper.ts";
-import { driftWindowMs, enqueueDueDriftChecks } from "./drift-scheduler.ts";
+import { driftWindowMs, enqueueDueDriftChecks, runDueOrphanAudit } from "./drift-scheduler.ts";
+import { auditAndRecord } from "./orphans/audit.ts";
+import { readOrphanCounts } from "./orphans/last-audit.ts";
 import type { GitOpsWriter } from "./gitops/writer.ts";
 import { createHandlers } from "./handlers/index.ts";
 import { createJobWorker, type ExtraJobKinds, type JobWorker } from "./job-worker.ts";
@@ -26,7 +28,11 @@ import { DeadLetters } from "./dead-letters.ts";
 import { cancelKey } from "./job-control.ts";
 import { JobQueue, stackFor } from "./queue.ts";
 import { createRunner, policyPacksFor } from "./runner-factory.ts";
+import type { HealthCheck } from "./health-check.ts";
 import { StackLanes } from "./stack-lanes.ts";
+import { RedisStackGuard } from "./stack-guard.ts";
+import { lockStoreFor } from "./stack-locks.ts";
+import { newWorkerIdentity, WorkerPresence, type PresenceOptions } from "./worker-identity.ts";
 
 export interface WorkerRoleDeps {
   readonly config: Config;
@@ -41,10 +47,18 @@ export interface WorkerRoleDeps {
   readonly schedulerIntervalMs?: number;
   /** Job kinds beyond the job model, built on this worker's runner: tests and benchmarks only. */
   readonly extraKinds?: (deps: { runner: StackRunner; policyPacks: readonly string[] }) => ExtraJobKinds;
+  /** The host this worker says it runs on (default: the machine's); tests run "two machines" on one. */
+  readonly host?: string;
+  /** Heartbeat interval and TTL (defaults in worker/worker-identity.ts). */
+  readonly heartbeat?: Pick<PresenceOptions, "intervalMs" | "ttlMs">;
+  /** The rollout's per-tenant health check; defaults to the one configuration selects (worker/health-check.ts). */
+  readonly healthCheck?: HealthCheck;
 }
 
 export interface WorkerRole {
   readonly jobWorker: JobWorker;
+  /** This process's identity: whose heartbeat proves it alive, and whose name a stack's owner record carries. */
+  readonly presence: WorkerPresence;
   /** Routes that belong to the worker side (dashboard, cancel) when API and worker share a process. */
   registerRoutes(app: FastifyInstance): Promise<void>;
   close(graceMs: number): Promise<void>;
@@ -61,6 +75,9 @@ export function defaultTimeoutMs(kind: JobData["kind"]): number {
       return 120 * MINUTE;
     case "tenant.move":
       return 60 * MINUTE;
+    case "region.provision":
+      // A region's first `up` creates Aurora, ElastiCache and an ALB: often longer than half an hour.
+      return 90 * MINUTE;
     default:
       return 30 * MINUTE;
   }
@@ -71,7 +88,14 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
   const connection = workerConnection(config.redisUrl);
   const commands = workerConnection(config.redisUrl);
   const lanes = new StackLanes(commands, config.queuePrefix);
-  const runner = observedRunner(createRunner(config, deps.engine), deps.metrics);
+  // The identity's first heartbeat exists before any operation claims a stack in its name.
+  const presence = new WorkerPresence(commands, config.queuePrefix, newWorkerIdentity(deps.host !== undefined ? { host: deps.host } : {}), {
+    ...deps.heartbeat,
+    logger,
+  });
+  await presence.start();
+  const guard = new RedisStackGuard(commands, presence, lockStoreFor(config.pulumiBackendUrl));
+  const runner = observedRunner(createRunner(config, deps.engine, { guard }), deps.metrics);
   const writer = deps.writer ?? (await createGitOpsWriter(config, { logger }));
   const previews = new PreviewRegistry(commands, config.queuePrefix);
   const scrub = (text: string): string => deps.scrubber.scrub(text);
@@ -96,6 +120,7 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
     writer,
     tenants,
     metrics: deps.metrics,
+    ...(deps.healthCheck ? { healthCheck: deps.healthCheck } : {}),
   });
   const jobWorker = createJobWorker({
     connection,
@@ -123,13 +148,18 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
     await cleanups.enqueueDue(scheduleQueue, logger);
     await reapIdlePreviews(previews, scheduleQueue, config.previewTtlMs, logger);
     if (drift.intervalMs > 0) await enqueueDueDriftChecks(tenants, scheduleQueue, drift, logger);
+    // On the drift schedule, once per installation: the orphan audit (its counts feed stackrail_orphans).
+    const audit = () => auditAndRecord({ config, redis: commands, queue: scheduleQueue, reader: writer, engine: deps.engine }, { scope: config.orphanScope });
+    await runDueOrphanAudit({ redis: commands, prefix: config.queuePrefix, schedule: drift, audit, logger });
   };
+  deps.metrics.setOrphanSource(() => readOrphanCounts(commands, config.queuePrefix));
   const scheduler = setInterval(() => {
     tick().catch((err: unknown) => logger.warn({ err }, "scheduled work could not be enqueued"));
   }, tickMs);
-  logger.info({ concurrency: config.concurrency, target: config.target }, "worker started");
+  logger.info({ concurrency: config.concurrency, target: config.target, workerId: presence.identity.id, host: presence.identity.host }, "worker started");
   return {
     jobWorker,
+    presence,
     async registerRoutes(): Promise<void> {
       // The queue dashboard and job cancel routes are added here (operations issue).
     },
@@ -137,6 +167,7 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
       clearInterval(scheduler);
       await jobWorker.close(graceMs);
       runner.close?.();
+      await presence.stop();
       await scheduleQueue.close();
       connection.disconnect();
       commands.disconnect();

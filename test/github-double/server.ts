@@ -18,7 +18,7 @@ import { pullRequest, user, type Ctx, type PullState } from "./shapes.ts";
 const ZERO = "0000000000000000000000000000000000000000";
 const EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
-export type FaultKind = "ref-conflict" | "secondary-rate-limit" | "primary-rate-limit" | "bad-gateway";
+export type FaultKind = "ref-conflict" | "secondary-rate-limit" | "primary-rate-limit" | "bad-gateway" | "server-error";
 
 export interface Fault {
   kind: FaultKind;
@@ -415,6 +415,8 @@ export class GitHubDouble {
         };
       case "bad-gateway":
         return { status: 502, body: { message: "Server Error", documentation_url: "https://docs.github.com/rest" } };
+      case "server-error":
+        return { status: 500, body: { message: "Server Error", documentation_url: "https://docs.github.com/rest" } };
     }
   }
 

@@ -50,6 +50,8 @@ export interface HarnessOptions {
   extraKinds?: ServiceOptions["extraKinds"];
   /** A GitOps writer instead of the one GITOPS_REPO names (tests inject failures through it). */
   writer?: GitOpsWriter;
+  /** The rollout's per-tenant health check (tests make a tenant's gate fail through it). */
+  healthCheck?: ServiceOptions["healthCheck"];
 }
 
 const FINAL = new Set(["succeeded", "failed", "superseded", "cancelled"]);
@@ -78,6 +80,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     role: options.role ?? "all",
     ...(options.extraKinds ? { extraKinds: options.extraKinds } : {}),
     ...(options.writer ? { writer: options.writer } : {}),
+    ...(options.healthCheck ? { healthCheck: options.healthCheck } : {}),
     ...(options.logger
       ? { logger: options.logger }
       : options.logDestination
@@ -87,15 +90,25 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const base = service.url ?? "";
 
   const request: Harness["request"] = async (method, url, body, headers = {}) => {
-    const res = await fetch(`${base}${url}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body !== undefined ? { "content-type": "application/json" } : {}),
-        ...headers,
-      },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
+    const send = (): Promise<Response> =>
+      fetch(`${base}${url}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body !== undefined ? { "content-type": "application/json" } : {}),
+          ...headers,
+        },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+    // A 503 means "the queue could not answer in time, retry": the edge gives up on Redis after a
+    // short timeout so that it always answers fast. On a loaded machine a client retries, as
+    // GitHub does; so does the harness (bounded, with the same Idempotency-Key if one was sent).
+    let res = await send();
+    for (let attempt = 1; res.status === 503 && attempt <= 8; attempt++) {
+      await res.body?.cancel();
+      await new Promise((r) => setTimeout(r, 250 * attempt));
+      res = await send();
+    }
     const text = await res.text();
     let parsed: unknown = text;
     try {
