@@ -100,7 +100,8 @@ export function createHandlers(deps: HandlerDeps): JobHandlers {
     ...tenantDeps,
     redis: deps.redis,
     healthCheck: deps.healthCheck ?? healthCheckFor(deps.config),
-    steps: () => (stepQueue ??= new JobQueue({ connection: deps.redis, prefix: deps.config.queuePrefix, ...(deps.scrubber ? { scrubber: deps.scrubber } : {}) })),
+    steps: () =>
+      (stepQueue ??= new JobQueue({ connection: deps.redis, prefix: deps.config.queuePrefix, ...(deps.scrubber ? { scrubber: deps.scrubber } : {}) })),
   };
   const breaker = new DeletionBreaker(deps.redis, deps.config.queuePrefix, deps.config.deleteMaxPerWindow, deps.config.deleteWindowMs, deps.now);
   // Clean-ups after tier moves count in a breaker of their own: a burst of them is deferred, and
