@@ -480,8 +480,9 @@ func (f writerFunc) Write(p []byte) (int, error) {
 var _ io.Writer = writerFunc(nil)
 
 // findNode returns the Node.js binary programs run on: $PULUMI_NODEJS_NODE if set, else `node` on
-// PATH (Stackrail's runners put the project's own Node 24, node_modules/node/bin, first), else the
-// project's Node found relative to this binary (<root>/.engine/pulumi-vX/bin/ -> <root>/node_modules/node/bin/node).
+// PATH (Stackrail's runners put the project's own Node 24 first), else the project's Node found
+// relative to this binary (<root>/.engine/pulumi-vX/bin/ -> <root>/node_modules/.bin/node, which npm
+// links to the platform's node-<os>-<arch> package).
 func findNode() (string, error) {
 	if node := os.Getenv("PULUMI_NODEJS_NODE"); node != "" {
 		return node, nil
@@ -490,13 +491,13 @@ func findNode() (string, error) {
 		return node, nil
 	}
 	if exe, err := os.Executable(); err == nil {
-		candidate := filepath.Join(filepath.Dir(exe), "..", "..", "..", "node_modules", "node", "bin", "node")
+		candidate := filepath.Join(filepath.Dir(exe), "..", "..", "..", "node_modules", ".bin", "node")
 		if st, err := os.Stat(candidate); err == nil && !st.IsDir() {
 			return filepath.Clean(candidate), nil
 		}
 	}
 	return "", errors.New("could not find Node.js: set PULUMI_NODEJS_NODE or put node on PATH " +
-		"(Stackrail runs on node_modules/node/bin/node)")
+		"(Stackrail runs on node_modules/.bin/node)")
 }
 
 // findSDKCommand finds <dir>/node_modules/@pulumi/pulumi/cmd/<name>, walking up from each start
