@@ -2,7 +2,7 @@
 // /metrics and where, how many unverified bytes the edge holds, how long a request may take, and
 // the minimum webhook secret length. Every refusal names its variable.
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "./config.ts";
+import { loadConfig, secretValues } from "./config.ts";
 import { ConfigError } from "./errors.ts";
 
 const base = { PULUMI_CONFIG_PASSPHRASE: "config-test-passphrase", STACKRAIL_DATA_DIR: "/tmp/stackrail-config-test" };
@@ -96,5 +96,46 @@ describe("unauthenticated resource limits (finding 9)", () => {
     ["STACKRAIL_REQUEST_TIMEOUT_MS", String(2 * 3_600_000)],
   ])("refuses %s=%j, naming the variable", (variable, value) => {
     expect(refusal({ [variable]: value }).variable).toBe(variable);
+  });
+});
+
+describe("approval waves and health gates (issue 13)", () => {
+  it("waits for approval on every wave after the first by default, with no health source", () => {
+    const c = load({ STACKRAIL_ROLLOUT_WAVES: "eu-west-1;eu-central-1;us-east-1" });
+    expect(c.approvalWaves).toEqual([2, 3]);
+    expect(c.argocd).toBeUndefined();
+    expect(c.healthUrl).toBeUndefined();
+    expect(c.healthTimeoutMs).toBe(300_000);
+  });
+
+  it("reads wave numbers, none and all", () => {
+    const waves = { STACKRAIL_ROLLOUT_WAVES: "eu-west-1;eu-central-1;us-east-1" };
+    expect(load({ ...waves, STACKRAIL_APPROVAL_WAVES: "3,2,3" }).approvalWaves).toEqual([2, 3]);
+    expect(load({ ...waves, STACKRAIL_APPROVAL_WAVES: "none" }).approvalWaves).toEqual([]);
+    expect(load({ ...waves, STACKRAIL_APPROVAL_WAVES: "all" }).approvalWaves).toEqual([1, 2, 3]);
+  });
+
+  it("reads the Argo CD server (scheme optional) and keeps its token out of every log", () => {
+    const token = "argocd-canary-token-0123456789";
+    const c = load({ ARGOCD_SERVER: "argocd.example.com", ARGOCD_AUTH_TOKEN: token, STACKRAIL_HEALTH_URL: "https://{tenant}.example.com/healthz" });
+    expect(c.argocd).toEqual({ server: "https://argocd.example.com", authToken: token });
+    expect(c.healthUrl).toBe("https://{tenant}.example.com/healthz");
+    expect(secretValues(c)).toContain(token);
+  });
+
+  it.each([
+    ["STACKRAIL_APPROVAL_WAVES", { STACKRAIL_APPROVAL_WAVES: "4" }],
+    ["STACKRAIL_APPROVAL_WAVES", { STACKRAIL_APPROVAL_WAVES: "first" }],
+    ["ARGOCD_AUTH_TOKEN", { ARGOCD_SERVER: "https://argocd.example.com" }],
+    ["ARGOCD_SERVER", { ARGOCD_AUTH_TOKEN: "argocd-canary-token-0123456789" }],
+    ["ARGOCD_SERVER", { ARGOCD_SERVER: "https://user:pw@argocd.example.com", ARGOCD_AUTH_TOKEN: "argocd-canary-token-0123456789" }],
+    ["ARGOCD_AUTH_TOKEN", { ARGOCD_SERVER: "https://argocd.example.com", ARGOCD_AUTH_TOKEN: "short" }],
+    ["STACKRAIL_HEALTH_URL", { STACKRAIL_HEALTH_URL: "https://tenant.example.com/healthz" }],
+    ["STACKRAIL_HEALTH_URL", { STACKRAIL_HEALTH_URL: "ftp://{tenant}.example.com/" }],
+    ["STACKRAIL_HEALTH_TIMEOUT_S", { STACKRAIL_HEALTH_TIMEOUT_S: "0" }],
+  ])("refuses a bad %s, naming it", (variable, env) => {
+    const err = refusal({ STACKRAIL_ROLLOUT_WAVES: "eu-west-1;eu-central-1;us-east-1", ...env });
+    expect(err.variable).toBe(variable);
+    expect(err.message).not.toContain("argocd-canary-token");
   });
 });

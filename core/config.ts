@@ -94,6 +94,14 @@ export interface Config {
    * keys this installation knows (servers shared with other installations). See worker/orphans/types.ts.
    */
   readonly orphanScope: "server" | "installation";
+  /** Waves (1-based) that wait in `awaiting-approval` until approved; default every wave after the first. */
+  readonly approvalWaves: readonly number[];
+  /** Argo CD API for health gates (`ARGOCD_SERVER` + `ARGOCD_AUTH_TOKEN`); undefined when not set. */
+  readonly argocd: { readonly server: string; readonly authToken: string } | undefined;
+  /** Per-tenant health endpoint template (`{tenant}` replaced by the tenant id); used when Argo CD is not. */
+  readonly healthUrl: string | undefined;
+  /** A wave's health gate gives up after this long (STACKRAIL_HEALTH_TIMEOUT_S). */
+  readonly healthTimeoutMs: number;
 }
 
 const listOf = (raw: string | undefined): string[] =>
@@ -178,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   }
 
   const port = field("PORT", intIn(0, 65535), env.PORT ?? "8080");
+  const rolloutWaves = parseWaves(env.STACKRAIL_ROLLOUT_WAVES ?? "eu-west-1;eu-central-1,us-east-1");
   return {
     port,
     host: field("HOST", z.string().min(1), env.HOST ?? "0.0.0.0"),
@@ -249,7 +258,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
         env.STACKRAIL_PREVIEW_TTL_HOURS ?? "72",
       ) * 3_600_000,
     maxPreviews: field("STACKRAIL_MAX_PREVIEWS", intIn(1, 10_000), env.STACKRAIL_MAX_PREVIEWS ?? "10"),
-    rolloutWaves: parseWaves(env.STACKRAIL_ROLLOUT_WAVES ?? "eu-west-1;eu-central-1,us-east-1"),
+    rolloutWaves,
     waveMaxParallel: field("STACKRAIL_WAVE_MAX_PARALLEL", intIn(1, 10_000), env.STACKRAIL_WAVE_MAX_PARALLEL ?? "10"),
     waveMaxFailures: field("STACKRAIL_WAVE_MAX_FAILURES", intIn(1, 1_000_000), env.STACKRAIL_WAVE_MAX_FAILURES ?? "1"),
     previewRegion: field(
@@ -277,6 +286,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       z.enum(["server", "installation"], { message: "must be server or installation" }),
       env.STACKRAIL_ORPHAN_SCOPE ?? "server",
     ),
+    approvalWaves: parseApprovalWaves(env.STACKRAIL_APPROVAL_WAVES, rolloutWaves.length),
+    argocd: parseArgocd(env.ARGOCD_SERVER, env.ARGOCD_AUTH_TOKEN),
+    healthUrl: env.STACKRAIL_HEALTH_URL === undefined || env.STACKRAIL_HEALTH_URL === "" ? undefined : parseHealthUrl(env.STACKRAIL_HEALTH_URL),
+    healthTimeoutMs: field("STACKRAIL_HEALTH_TIMEOUT_S", intIn(1, 24 * 3600), env.STACKRAIL_HEALTH_TIMEOUT_S ?? "300") * 1000,
     publicUrl: field("STACKRAIL_PUBLIC_URL", urlWith(["https:", "http:"]), env.STACKRAIL_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ""),
   };
 }
@@ -330,6 +343,47 @@ function parseTimeouts(raw: string): Record<string, number> {
   return out;
 }
 
+/**
+ * `2,3` (wave numbers, 1-based), `none` or `all`; unset: every wave after the first. A number past
+ * the last wave is refused: an approval that can never be asked for is a typo, not a policy.
+ */
+function parseApprovalWaves(raw: string | undefined, waveCount: number): number[] {
+  const all = Array.from({ length: waveCount }, (_, i) => i + 1);
+  if (raw === undefined) return all.slice(1);
+  const value = raw.trim().toLowerCase();
+  if (value === "none" || value === "") return [];
+  if (value === "all") return all;
+  const waves = new Set<number>();
+  for (const entry of listOf(value)) {
+    if (!/^\d{1,4}$/.test(entry)) throw new ConfigError("STACKRAIL_APPROVAL_WAVES", `"${entry}" must be a wave number, none or all`);
+    const n = Number(entry);
+    if (n < 1 || n > waveCount) {
+      throw new ConfigError("STACKRAIL_APPROVAL_WAVES", `wave ${n} does not exist (STACKRAIL_ROLLOUT_WAVES has ${waveCount})`);
+    }
+    waves.add(n);
+  }
+  return [...waves].sort((a, b) => a - b);
+}
+
+/** Both or neither: a server without a token (or the reverse) is a half-made configuration. */
+function parseArgocd(server: string | undefined, token: string | undefined): { server: string; authToken: string } | undefined {
+  const s = server === "" ? undefined : server;
+  const t = token === "" ? undefined : token;
+  if (s === undefined && t === undefined) return undefined;
+  if (s === undefined) throw new ConfigError("ARGOCD_SERVER", "is required when ARGOCD_AUTH_TOKEN is set");
+  if (t === undefined) throw new ConfigError("ARGOCD_AUTH_TOKEN", "is required when ARGOCD_SERVER is set");
+  const url = field("ARGOCD_SERVER", urlWith(["https:", "http:"]), /^[a-z]+:\/\//i.test(s) ? s : `https://${s}`);
+  if (new URL(url).username || new URL(url).password) throw new ConfigError("ARGOCD_SERVER", "must not carry credentials (use ARGOCD_AUTH_TOKEN)");
+  if (t.length < 16) throw new ConfigError("ARGOCD_AUTH_TOKEN", "is shorter than 16 characters");
+  return { server: url.replace(/\/$/, ""), authToken: t };
+}
+
+/** `https://{tenant}.example.com/healthz`: an http(s) URL with `{tenant}` somewhere in it. */
+function parseHealthUrl(raw: string): string {
+  if (!raw.includes("{tenant}")) throw new ConfigError("STACKRAIL_HEALTH_URL", "must contain {tenant}");
+  return field("STACKRAIL_HEALTH_URL", urlWith(["https:", "http:"]), raw.replaceAll("{tenant}", "tenant-id")) && raw;
+}
+
 /** `eu-west-1;eu-central-1,us-east-1`: waves separated by `;`, regions in a wave by `,`. */
 function parseWaves(raw: string): string[][] {
   const waves = raw.split(";").map((w) => listOf(w));
@@ -356,6 +410,8 @@ export function secretValues(config: Config): string[] {
     // User information of every configured URL (file:// included, which WHATWG URL cannot parse).
     ...[config.gitopsRepo, config.appRepoUrl, config.githubApiUrl, config.pulumiBackendUrl, config.publicUrl, config.argocdDestination].flatMap(urlCredentials),
     config.metricsToken,
+    config.argocd?.authToken,
+    ...(config.healthUrl === undefined ? [] : urlCredentials(config.healthUrl)),
   ];
   return values.filter((v): v is string => typeof v === "string" && v.length >= 4);
 }
