@@ -39,10 +39,38 @@ export interface DriftedResource {
   readonly properties: readonly string[];
 }
 
+/**
+ * One step of a plan (a `preview`, or the preview before an `up`): what the engine would do to a
+ * resource, with the names of the properties that change. Never values: a diff leaves the child
+ * for PR comments, rollout plans and job records, where no secret may go.
+ */
+export interface ResourceDiff {
+  readonly urn: string;
+  readonly type: string;
+  /** The engine's step op: create, update, replace, delete, create-replacement, delete-replaced, import, … (never `same`). */
+  readonly op: string;
+  /** Changed top-level property names (sorted); empty for create and delete. */
+  readonly properties: readonly string[];
+}
+
+/** A policy pack's finding: the rule, the resource, the message. */
+export interface PolicyViolation {
+  readonly pack: string;
+  readonly policy: string;
+  /** advisory, mandatory, remediate or disabled, as the pack declared it. */
+  readonly level: string;
+  readonly message: string;
+  readonly urn?: string;
+}
+
 export interface OperationSummary {
   readonly operation: StackOperation;
   readonly result: string;
   readonly resourceChanges: Record<string, number>;
+  /** `preview`, and the preview before an `up`: the planned steps other than `same`, in engine order. */
+  readonly diff?: readonly ResourceDiff[];
+  /** Policy findings of the preview (mandatory ones fail the operation before anything is applied). */
+  readonly violations?: readonly PolicyViolation[];
   /** `drift` only: the resources a refresh would change. */
   readonly drifted?: readonly DriftedResource[];
   /** Stack outputs; secret ones are replaced by "[secret]" before they leave the child. */
