@@ -139,3 +139,11 @@ describe("approval waves and health gates (issue 13)", () => {
     expect(err.message).not.toContain("argocd-canary-token");
   });
 });
+
+describe("STACKRAIL_MAX_JOB_CRASHES (issue 12)", () => {
+  it("lets a job lose its worker 10 times by default before it fails for good", () => {
+    expect(load({}).maxJobCrashes).toBe(10);
+    expect(load({ STACKRAIL_MAX_JOB_CRASHES: "3" }).maxJobCrashes).toBe(3);
+    expect(refusal({ STACKRAIL_MAX_JOB_CRASHES: "0" }).variable).toBe("STACKRAIL_MAX_JOB_CRASHES");
+  });
+});

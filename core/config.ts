@@ -59,6 +59,12 @@ export interface Config {
   readonly jobLockMs: number;
   /** How often workers look for jobs whose worker died (stalled jobs). */
   readonly stalledIntervalMs: number;
+  /**
+   * A job whose worker died this many times under it (BullMQ's stalled count) fails for good and
+   * waits in the dead letters: a job that kills every worker that runs it must not kill them all.
+   * Crash recovery is the normal path below it, so the default leaves room for a bad day.
+   */
+  readonly maxJobCrashes: number;
   /** aws: the role in the separate tenant-code account that tenant functions are deployed with. */
   readonly tenantCodeRoleArn: string | undefined;
   /** Per-kind time limits in ms (STACKRAIL_TIMEOUTS="tenant.provision=1800,release.rollout=7200", seconds). */
@@ -237,6 +243,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     moveRollbackWindowMs: field("STACKRAIL_MOVE_ROLLBACK_WINDOW_S", intIn(0, 30 * 24 * 3600), env.STACKRAIL_MOVE_ROLLBACK_WINDOW_S ?? "86400") * 1000,
     jobLockMs: field("STACKRAIL_JOB_LOCK_MS", intIn(1000, 3_600_000), env.STACKRAIL_JOB_LOCK_MS ?? "60000"),
     stalledIntervalMs: field("STACKRAIL_STALLED_INTERVAL_MS", intIn(500, 3_600_000), env.STACKRAIL_STALLED_INTERVAL_MS ?? "30000"),
+    maxJobCrashes: field("STACKRAIL_MAX_JOB_CRASHES", intIn(1, 1000), env.STACKRAIL_MAX_JOB_CRASHES ?? "10"),
     tenantCodeRoleArn:
       env.STACKRAIL_TENANT_CODE_ROLE_ARN === undefined
         ? undefined

@@ -128,6 +128,8 @@ export interface JobWorkerDeps {
   /** BullMQ lock duration and stalled-job check interval (crash recovery speed). */
   readonly lockDurationMs?: number;
   readonly stalledIntervalMs?: number;
+  /** Times a job may lose its worker (killed, frozen past its lock) before it fails for good (STACKRAIL_MAX_JOB_CRASHES). */
+  readonly maxStalledCount?: number;
   /** How often a job that waits for its stack looks again. */
   readonly laneRetryMs?: number;
   /** Signals used by the cancel API: a running job whose id resolves true is aborted. */
@@ -381,7 +383,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
     // A Pulumi operation keeps the event loop free, but give stalled detection room on busy machines.
     lockDuration: deps.lockDurationMs ?? 60_000,
     stalledInterval: deps.stalledIntervalMs ?? 30_000,
-    maxStalledCount: 2,
+    maxStalledCount: deps.maxStalledCount ?? 10,
   });
   worker.on("error", (err) => deps.logger.error({ err }, "worker error"));
 

@@ -136,6 +136,7 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
     timeoutMs: (kind) => config.timeouts[kind] ?? defaultTimeoutMs(kind),
     lockDurationMs: config.jobLockMs,
     stalledIntervalMs: config.stalledIntervalMs,
+    maxStalledCount: config.maxJobCrashes,
     // A lane lease outlives a dead worker by at most the job lock, so its stack is not blocked for long.
     laneLeaseMs: config.jobLockMs,
     cancelRequested: async (jobId) => (await commands.get(cancelKey(config.queuePrefix, jobId))) === "1",
