@@ -54,13 +54,25 @@ export class ProgramError extends StackrailError {
   override readonly code = "program";
 }
 
+/** One policy finding: the pack, the rule, its level, the message and the resource (URN). */
+export interface PolicyFinding {
+  readonly pack: string;
+  readonly policy: string;
+  readonly level: string;
+  readonly message: string;
+  readonly urn?: string;
+}
+
 /** A mandatory policy refused the change; nothing was applied. */
 export class PolicyViolationError extends StackrailError {
   override readonly code = "policy";
   readonly violations: readonly string[];
-  constructor(message: string, violations: readonly string[]) {
+  /** The same findings, structured (every level), for PR comments and rollout plans. */
+  readonly findings: readonly PolicyFinding[];
+  constructor(message: string, violations: readonly string[], findings: readonly PolicyFinding[] = []) {
     super(message);
     this.violations = violations;
+    this.findings = findings;
   }
 }
 

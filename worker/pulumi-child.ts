@@ -9,6 +9,7 @@ import { ConcurrentUpdateError, LocalWorkspace, PulumiCommand, type EngineEvent,
 import { ValidationError } from "../core/errors.ts";
 import { killTree } from "./process-tree.ts";
 import { POLICY_PACK_ENV, programFor } from "../programs/index.ts";
+import { POLICY_ATTACHMENTS_ROOT_ENV } from "../programs/policy/location.ts";
 import {
   PARENT_SILENT_MS,
   SECRET_PLACEHOLDER,
@@ -18,6 +19,8 @@ import {
   type DriftedResource,
   type OperationSummary,
   type ParentMessage,
+  type PolicyViolation,
+  type ResourceDiff,
   type StackOperationRequest,
 } from "./pulumi-protocol.ts";
 
@@ -89,6 +92,67 @@ function driftOf(event: EngineEvent): DriftedResource | undefined {
   return { urn: m.urn, type: m.type, op: m.op === "refresh" ? "update" : m.op, properties };
 }
 
+/** Steps of a replacement, reported as one `replace` of the resource. */
+const REPLACEMENT_STEPS = new Set(["replace", "create-replacement", "delete-replaced"]);
+
+/** Top-level property names of a step: the engine's diff, else the inputs that differ (names only). */
+function changedProperties(m: NonNullable<EngineEvent["resourcePreEvent"]>["metadata"]): string[] {
+  const named = [...(m.diffs ?? []), ...Object.keys(m.detailedDiff ?? {})];
+  if (named.length === 0 && m.old && m.new) {
+    // Secret values arrive masked: a changed secret is named by the engine's diff, not here.
+    const before = m.old.inputs ?? {};
+    const after = m.new.inputs ?? {};
+    named.push(...[...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k])));
+  }
+  return [...new Set(named.map((p) => p.split(/[.[]/)[0] ?? p))].filter((p) => p !== "" && p !== "__provider").sort();
+}
+
+/**
+ * The plan of one preview, from its engine events: each resource's step with the names of the
+ * properties that change (never values), and every policy finding. The stack itself and provider
+ * resources are bookkeeping, not part of what a reader reviews.
+ */
+class PlanCapture {
+  readonly #steps = new Map<string, ResourceDiff>();
+  readonly #seenFindings = new Set<string>();
+  readonly violations: PolicyViolation[] = [];
+
+  observe(event: EngineEvent): void {
+    if (event.resourcePreEvent) {
+      const m = event.resourcePreEvent.metadata;
+      if (m.op === "same" || m.op === "read" || m.op === "refresh" || m.type === "pulumi:pulumi:Stack" || m.type.startsWith("pulumi:providers:")) return;
+      const op: string = REPLACEMENT_STEPS.has(m.op) ? "replace" : m.op;
+      const properties = op === "create" || op === "delete" ? [] : changedProperties(m);
+      const seen = this.#steps.get(m.urn);
+      const merged = seen ? [...new Set([...seen.properties, ...properties])].sort() : properties;
+      this.#steps.set(m.urn, { urn: m.urn, type: m.type, op: seen?.op === "replace" ? "replace" : op, properties: merged });
+    }
+  }
+
+  /** Findings of every phase (an `up` re-checks what a preview saw as unknown), each once. */
+  observePolicy(event: EngineEvent): void {
+    if (event.policyEvent) {
+      const p = event.policyEvent;
+      const message = p.message.trim();
+      const key = JSON.stringify([p.policyPackName, p.policyName, p.resourceUrn ?? "", message]);
+      if (this.#seenFindings.has(key)) return;
+      this.#seenFindings.add(key);
+      this.violations.push({
+        pack: p.policyPackName,
+        policy: p.policyName,
+        // The engine calls an advisory finding a warning.
+        level: p.enforcementLevel === "warning" ? "advisory" : p.enforcementLevel,
+        message: message.length > 1000 ? `${message.slice(0, 1000)}…` : message,
+        ...(p.resourceUrn ? { urn: p.resourceUrn } : {}),
+      });
+    }
+  }
+
+  get diff(): ResourceDiff[] {
+    return [...this.#steps.values()];
+  }
+}
+
 function maskOutputs(outputs: OutputMap): Record<string, unknown> {
   return Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, v.secret ? SECRET_PLACEHOLDER : v.value]));
 }
@@ -119,6 +183,8 @@ async function openStack(request: StackOperationRequest, settings: ChildSettings
         PULUMI_DIY_BACKEND_NO_LEGACY_WARNING: "true",
         // The engine's policy analyzer would otherwise hand .ts policy files to an old ts-node.
         ...(request.policyPacks.length > 0 ? POLICY_PACK_ENV : {}),
+        // Where tenant folders may be: the analyzer inherits the engine's environment.
+        [POLICY_ATTACHMENTS_ROOT_ENV]: path.resolve(settings.dataDir, "attachments"),
         // The engine finds the dynamic-provider and policy shims next to the CLI.
         PATH: `${path.join(settings.engineDir, "bin")}:${path.dirname(process.execPath)}:${process.env.PATH ?? ""}`,
       },
@@ -193,14 +259,24 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
   repairCheckpoint(request, settings);
   const stack = await openStack(request, settings);
   const violations: string[] = [];
+  const plan = new PlanCapture();
+  /** Only the plan's own preview is captured (or, without packs, the `up` itself). */
+  let capturing = request.operation === "preview" || request.operation === "up";
   const onEvent = (event: EngineEvent): void => {
+    if (capturing) plan.observe(event);
+    plan.observePolicy(event);
     const message = describeEvent(event, violations);
     if (message) send(message);
   };
   const common = { onEvent, signal: abort.signal, color: "never" as const };
   try {
     // A drift check writes nothing, not even the resolution of pending operations.
-    if (request.operation !== "preview" && request.operation !== "drift") await resolvePendingOperations(stack, request, settings, common);
+    if (request.operation !== "preview" && request.operation !== "drift") {
+      const wasCapturing = capturing;
+      capturing = false;
+      await resolvePendingOperations(stack, request, settings, common);
+      capturing = wasCapturing;
+    }
     let result: string;
     let changes: Record<string, number> = {};
     let drifted: DriftedResource[] | undefined;
@@ -211,7 +287,10 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
           // `up` does not preview first: a violation found mid-update could come after earlier
           // resources were applied. A policy-checked preview first means "nothing applied".
           send({ type: "progress", line: "policy check (preview with the mandatory policy packs)" });
+          const checkStarted = Date.now();
           await stack.preview({ ...common, policyPacks: [...request.policyPacks] });
+          capturing = false;
+          send({ type: "progress", line: `policy check passed (${plan.diff.length} planned change(s), ${Date.now() - checkStarted} ms)` });
         }
         const r = await stack.up({ ...common, policyPacks: [...request.policyPacks] });
         upOutputs = r.outputs;
@@ -255,16 +334,18 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
     }
     // `up` returns the outputs; only the other operations ask the engine for them again.
     const outputs = request.operation === "destroy" ? {} : maskOutputs(upOutputs ?? (await stack.outputs()));
+    const planned = request.operation === "preview" || request.operation === "up";
     return {
       operation: request.operation,
       result,
       resourceChanges: changes,
+      ...(planned ? { diff: plan.diff, violations: plan.violations } : {}),
       ...(drifted ? { drifted } : {}),
       outputs,
       durationMs: Date.now() - started,
     };
   } catch (err) {
-    throw classify(err, violations);
+    throw classify(err, violations, plan.violations);
   }
 }
 
@@ -276,12 +357,12 @@ class ChildFailureError extends Error {
   }
 }
 
-function classify(err: unknown, violations: string[]): ChildFailureError {
+function classify(err: unknown, violations: string[], findings: readonly PolicyViolation[]): ChildFailureError {
   const message = err instanceof Error ? err.message : String(err);
   const short = message.length > 4000 ? `${message.slice(0, 4000)}…` : message;
   if (abort.signal.aborted) return new ChildFailureError({ kind: "cancelled", message: "operation cancelled" });
   if (violations.length > 0) {
-    return new ChildFailureError({ kind: "policy", message: "mandatory policy violation; nothing was applied", violations });
+    return new ChildFailureError({ kind: "policy", message: "mandatory policy violation; nothing was applied", violations, policyViolations: findings });
   }
   if (err instanceof ConcurrentUpdateError) return new ChildFailureError({ kind: "concurrent", message: short });
   return new ChildFailureError({ kind: "program", message: short });

@@ -99,6 +99,8 @@ export interface ChildFailure {
   readonly kind: "policy" | "program" | "concurrent" | "cancelled" | "internal";
   readonly message: string;
   readonly violations?: readonly string[];
+  /** `policy`: every finding of the failed check, structured (what `violations` says in lines). */
+  readonly policyViolations?: readonly PolicyViolation[];
 }
 
 export type ChildMessage =

@@ -260,7 +260,7 @@ export class PulumiRunner implements StackRunner {
             const f = message.failure;
             settle(() => {
               if (f.kind === "cancelled" || options.signal?.aborted) reject(cancelError());
-              else if (f.kind === "policy") reject(new PolicyViolationError(f.message, f.violations ?? []));
+              else if (f.kind === "policy") reject(new PolicyViolationError(f.message, f.violations ?? [], f.policyViolations ?? []));
               // A lock the guard could not see (a backend whose locks are not read here, or one taken
               // since): the engine's own account of the holder, and the same bounded back-off.
               else if (f.kind === "concurrent") reject(new StackLockedError(`stack ${request.stack} is locked (the engine says: ${f.message.slice(0, 600)})`));

@@ -19,7 +19,11 @@ export function createRunner(config: Config, engine: EngineLocation = engineLoca
   });
 }
 
-/** Policy packs enforced before every `up`: the pack in programs/policy guards the aws target. */
-export function policyPacksFor(config: Config): string[] {
-  return config.target === "aws" ? [path.resolve(import.meta.dirname, "../programs/policy")] : [];
+/**
+ * Policy packs enforced before every `up`, on every target: the pack in programs/policy holds the
+ * aws guardrails and the rules for the per-tenant resources both targets make (databases, grants,
+ * cache users, folders), so `local` (and on-premise installations) plan under the same policy.
+ */
+export function policyPacksFor(_config: Config): string[] {
+  return [path.resolve(import.meta.dirname, "../programs/policy")];
 }

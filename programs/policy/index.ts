@@ -5,7 +5,8 @@ import { PolicyPack } from "@pulumi/policy";
 import { policies } from "./policies.ts";
 
 export const pack = new PolicyPack("stackrail-guardrails", {
-  description: "Encryption, no public buckets, TLS-only, no wildcard tenant permissions, Lambda DLQs, required tags.",
+  description:
+    "Encryption, no public buckets, TLS-only, no wildcard tenant permissions, Lambda DLQs, required tags, tenant databases, cache users and folders confined to their tenant.",
   enforcementLevel: "mandatory",
   policies,
 });

@@ -11,3 +11,9 @@ export const POLICY_PACK_DIR = path.dirname(fileURLToPath(import.meta.url));
  * file hands them to Node 24's own type stripping. Merge into the workspace's envVars.
  */
 export const POLICY_PACK_ENV: Readonly<Record<string, string>> = { TS_NODE_IGNORE: "." };
+
+/**
+ * The attachments folder of this installation's data dir, for the `tenant-directory-confined`
+ * rule: the runner sets it in the engine's environment, which the analyzer inherits.
+ */
+export const POLICY_ATTACHMENTS_ROOT_ENV = "STACKRAIL_POLICY_ATTACHMENTS_ROOT";

@@ -87,11 +87,18 @@ describe("resource rules", () => {
     {
       policy: "tenant-grants-confined",
       type: "pulumi-nodejs:dynamic/stackrail:MysqlGrant",
-      bad: { database: "*", privileges: ["SELECT", "SUPER"] },
-      good: { database: "t_acme", privileges: ["SELECT", "INSERT"] },
+      bad: { database: "*", privileges: ["SELECT", "SUPER"], databaseMatch: "exact" },
+      good: { database: "t_acme", privileges: ["SELECT", "INSERT"], databaseMatch: "exact" },
     },
     {
       policy: "tenant-grants-confined",
+      type: "pulumi-nodejs:dynamic/stackrail:MysqlGrant",
+      // `_` unescaped is a pattern: t_a_b also matches another tenant's t_axb.
+      bad: { database: "t_a_b", privileges: ["SELECT"] },
+      good: { database: "t_a_b", privileges: ["SELECT"], databaseMatch: "exact" },
+    },
+    {
+      policy: "tenant-cache-user-confined",
       type: "pulumi-nodejs:dynamic/stackrail:RedisAclUser",
       bad: { keyPrefix: "t:acme:", rules: ["+@all"] },
       good: { keyPrefix: "t:acme:", rules: ["-@all", "+@read", "-@dangerous"] },

@@ -1,7 +1,8 @@
 // The guardrails of the aws target as @pulumi/policy rules: encryption on S3, RDS, EFS,
 // ElastiCache and SQS; S3 public access blocked and TLS required; no `*` in IAM policies of
 // tenant roles; every Lambda with a dead-letter queue and its tags; required tags on every
-// taggable resource. All mandatory. Kept apart from index.ts (which builds the PolicyPack and
+// taggable resource; and the per-tenant logical resources of both targets (tenant-policies.ts).
+// All mandatory. Kept apart from index.ts (which builds the PolicyPack and
 // starts serving it to the engine) so tests can call each rule directly.
 import type {
   PolicyResource,
@@ -12,7 +13,7 @@ import type {
   StackValidationPolicy,
 } from "@pulumi/policy";
 import { LAMBDA_REQUIRED_TAGS, REQUIRED_TAGS } from "../aws/common.ts";
-import { ALLOWED_PRIVILEGES, SQL_NAME_PATTERN } from "../naming.ts";
+import { tenantPolicies } from "./tenant-policies.ts";
 
 type Props = Record<string, unknown>;
 type ResourceCheck = (type: string, props: Props, report: (message: string) => void) => void;
@@ -255,32 +256,6 @@ export const lambdaDlqAndTags = resourcePolicy(
   },
 );
 
-// --- logical tenant resources (both targets) ----------------------------------------------------
-
-export const MYSQL_GRANT_TYPE = "pulumi-nodejs:dynamic/stackrail:MysqlGrant";
-export const REDIS_ACL_USER_TYPE = "pulumi-nodejs:dynamic/stackrail:RedisAclUser";
-
-export const tenantGrantsConfined = resourcePolicy(
-  "tenant-grants-confined",
-  "Tenant database grants name one database (no wildcard) and only data privileges; tenant cache users keep a key prefix and no dangerous commands.",
-  (type, props, report) => {
-    if (type === MYSQL_GRANT_TYPE) {
-      const db = props.database;
-      if (typeof db === "string" && !SQL_NAME_PATTERN.test(db)) report(`tenant grant must name a single database, not ${JSON.stringify(db)}.`);
-      const privs = Array.isArray(props.privileges) ? (props.privileges as unknown[]) : [];
-      const bad = privs.filter((p) => typeof p !== "string" || !(ALLOWED_PRIVILEGES as readonly string[]).includes(p));
-      if (bad.length > 0) report(`tenant grant has privileges outside the allowed set: ${bad.map(String).join(", ")}.`);
-    }
-    if (type === REDIS_ACL_USER_TYPE) {
-      if (typeof props.keyPrefix === "string" && !/^[a-z]:[a-z0-9-]+:$/.test(props.keyPrefix)) report("tenant cache user must be confined to a key prefix.");
-      const rules = Array.isArray(props.rules) ? (props.rules as unknown[]) : [];
-      if (rules.some((r) => r === "+@all" || r === "+@dangerous" || r === "allkeys" || r === "~*")) {
-        report("tenant cache user must not be granted all commands, dangerous commands or all keys.");
-      }
-    }
-  },
-);
-
 // --- tags ----------------------------------------------------------------------------------------
 
 /** AWS resource types that take tags (every type the programs create, and the usual others). */
@@ -338,7 +313,7 @@ export const resourcePolicies: ResourceValidationPolicy[] = [
   sqsEncrypted,
   noWildcardTenantIam,
   lambdaDlqAndTags,
-  tenantGrantsConfined,
+  ...tenantPolicies,
   requiredTags,
 ];
 export const stackPolicies: StackValidationPolicy[] = [s3BucketEncrypted, s3PublicAccessBlocked, s3TlsOnly];

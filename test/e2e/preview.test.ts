@@ -86,6 +86,22 @@ describe("PR preview environments", () => {
     expect(comments[0]?.body).toContain("``Add invoices `rm -rf /` $(whoami) <script>``");
     expect(comments[0]?.body.split("<script>")).toHaveLength(2);
     expect(gh.statuses("acme", repoName, sha(1)).map((s) => s.state)).toEqual(["pending", "success"]);
+    // Issue 13 §1: the plan the `up` applied (its policy-checked preview), per resource, before the outputs.
+    const body = comments[0]?.body ?? "";
+    expect(body).toContain("**Plan:** 8 to create");
+    for (const [name, type] of [
+      [`${dbName}-database`, "MysqlDatabase"],
+      [`${dbName}-db-user`, "MysqlUser"],
+      [`${dbName}-db-grant`, "MysqlGrant"],
+      [`p-${repoName}-pr-${pr}-cache-user`, "RedisAclUser"],
+      [`${repoName}-pr-${pr}-attachments`, "Directory"],
+    ]) {
+      expect(body).toContain(`| ➕ create | \`${name}\` | \`${type}\` |  |`);
+    }
+    expect(body.indexOf("**Plan:**")).toBeLessThan(body.indexOf("Outputs"));
+    expect(body).not.toContain("Policy violations");
+    expect(job.progress.some((l) => l.startsWith("policy check passed"))).toBe(true);
+    expect((job.result as { diff?: unknown[] }).diff).toHaveLength(8);
     const deployment = gh.deployments("acme", repoName).find((d) => d.environment === `preview/pr-${pr}`);
     expect(deployment?.statuses.map((s) => s.state)).toEqual(["in_progress", "success"]);
   });
@@ -97,6 +113,8 @@ describe("PR preview environments", () => {
     const comments = gh.comments("acme", repoName, pr);
     expect(comments).toHaveLength(1);
     expect(comments[0]?.body).toContain(sha(2).slice(0, 12));
+    // A new head changes the preview's labels (outputs), no resource: the plan says so.
+    expect(comments[0]?.body).toContain("**Plan:** no resource changes.");
   });
 
   it("closed: manifest removed first, stack destroyed, deployment inactive, comment updated", async () => {

@@ -4,7 +4,9 @@
 // it returns go into the job's record). Every outgoing text passes the secret scrubber.
 import type { RepoRef } from "../../core/jobs.ts";
 import { SECRET_FIELD_NAME } from "../../core/logger.ts";
+import type { PolicyViolation, ResourceDiff } from "../pulumi-protocol.ts";
 import { codeBlock, inlineCode, isSafeUrl, link } from "./markdown.ts";
+import { renderPlan, renderViolations } from "./plan-markdown.ts";
 
 export type { RepoRef } from "../../core/jobs.ts";
 
@@ -88,6 +90,10 @@ export interface PreviewReport {
   jobUrl?: string;
   environmentUrl?: string;
   changes?: ResourceChanges;
+  /** The plan the change was made from (or refused on): per resource, the step and changed property names. */
+  diff?: readonly ResourceDiff[];
+  /** Policy findings of that plan; mandatory ones mean nothing was applied. */
+  violations?: readonly PolicyViolation[];
   /** Non-secret stack outputs; keys that look like credentials are dropped anyway. */
   outputs?: Record<string, string | number | boolean>;
   /** Error text of a failed job (scrubbed before it leaves the process). */
@@ -105,7 +111,18 @@ const HEADLINE: Record<PreviewReport["phase"], string> = {
   destroyed: "🗑️ Preview environment destroyed",
 };
 
-/** The sticky comment's Markdown (without the marker). Deterministic for the same report. */
+/**
+ * What the rendered comment may use: GitHub refuses bodies over 65,536 characters; the marker, a
+ * scrubber that may lengthen nothing, and a margin stay below it. JS lengths count UTF-16 units,
+ * never fewer than GitHub's characters.
+ */
+export const COMMENT_BUDGET = 60_000;
+
+/**
+ * The sticky comment's Markdown (without the marker). Deterministic for the same report. The
+ * plan (per resource: create / update / replace / delete and the changed property names), the
+ * policy findings, then the outputs; what does not fit COMMENT_BUDGET is left to the job's page.
+ */
 export function renderPreviewComment(report: PreviewReport): string {
   const lines: string[] = [`### ${HEADLINE[report.phase]}`, ""];
   lines.push(`**Pull request:** #${report.pr}${report.title ? ` ${inlineCode(report.title, { max: 120 })}` : ""}  `);
@@ -118,16 +135,25 @@ export function renderPreviewComment(report: PreviewReport): string {
     const c = report.changes;
     lines.push("", "| Create | Update | Delete | Unchanged |", "|---:|---:|---:|---:|", `| ${c.create} | ${c.update} | ${c.delete} | ${c.same ?? 0} |`);
   }
+  const tail: string[] = [];
   const outputs = Object.entries(report.outputs ?? {})
     .filter(([k]) => !SECRET_FIELD_NAME.test(k))
     .sort(([a], [b]) => (a < b ? -1 : 1));
   if (outputs.length > 0 && report.phase !== "destroyed") {
-    lines.push("", "<details><summary>Outputs</summary>", "", "| Output | Value |", "|---|---|");
-    for (const [k, v] of outputs.slice(0, 50)) lines.push(`| ${inlineCode(k, { inTable: true, max: 60 })} | ${inlineCode(String(v), { inTable: true })} |`);
-    lines.push("", "</details>");
+    tail.push("", "<details><summary>Outputs</summary>", "", "| Output | Value |", "|---|---|");
+    for (const [k, v] of outputs.slice(0, 50)) tail.push(`| ${inlineCode(k, { inTable: true, max: 60 })} | ${inlineCode(String(v), { inTable: true })} |`);
+    tail.push("", "</details>");
   }
-  if (report.error) lines.push("", "**Error**", "", codeBlock(report.error, { max: 4000 }));
-  return lines.join("\n") + "\n";
+  if (report.error) tail.push("", "**Error**", "", codeBlock(report.error, { max: 4000 }));
+
+  // The findings first (they say why nothing was applied), then the plan, in what is left.
+  let left = COMMENT_BUDGET - lines.join("\n").length - tail.join("\n").length - 16;
+  const restUrl = report.jobUrl && isSafeUrl(report.jobUrl) ? report.jobUrl : undefined;
+  const violations = renderViolations(report.violations ?? [], { budget: Math.floor(report.diff?.length ? left / 2 : left), ...(restUrl ? { restUrl } : {}) });
+  left -= violations.length + 2;
+  if (report.diff && report.phase !== "destroyed") lines.push("", renderPlan(report.diff, { budget: left, ...(restUrl ? { restUrl } : {}) }));
+  if (violations) lines.push("", violations);
+  return [...lines, ...tail].join("\n") + "\n";
 }
 
 const COMMIT_STATE: Record<PreviewReport["phase"], CommitState | null> = { running: "pending", succeeded: "success", failed: "failure", destroyed: null };

@@ -3,7 +3,7 @@
 // and deployment reporting URL and outputs. preview.destroy: the manifest removed first, then the
 // stack destroyed, the deployment marked inactive and the comment updated.
 import type { Config } from "../../core/config.ts";
-import { NotAllowedError, StackBusyError } from "../../core/errors.ts";
+import { NotAllowedError, PolicyViolationError, StackBusyError } from "../../core/errors.ts";
 import { previewStackName, repoSlug } from "../../core/ids.ts";
 import type { Logger, SecretScrubber } from "../../core/logger.ts";
 import type { Feedback, FeedbackRecord, PreviewReport } from "../github/feedback.ts";
@@ -135,13 +135,24 @@ export function previewUpHandler(deps: PreviewDeps): JobHandler<"preview.up"> {
       });
       const outputs = scalarOutputs(summary.outputs);
       const url = typeof outputs.url === "string" ? outputs.url : undefined;
+      // The plan the `up` applied (its policy-checked preview): names of properties, never values.
+      const plan = { diff: summary.diff ?? [], violations: summary.violations ?? [] };
       records.push(
-        ...(await reportPreview(feedback, { ...report, phase: "succeeded", changes: changes(summary), outputs, ...(url ? { environmentUrl: url } : {}) })),
+        ...(await reportPreview(feedback, {
+          ...report,
+          phase: "succeeded",
+          changes: changes(summary),
+          ...plan,
+          outputs,
+          ...(url ? { environmentUrl: url } : {}),
+        })),
       );
-      return { stack, headSha, outputs, url: url ?? null, commit: commit.sha, resourceChanges: summary.resourceChanges, feedback: records };
+      return { stack, headSha, outputs, url: url ?? null, commit: commit.sha, resourceChanges: summary.resourceChanges, ...plan, feedback: records };
     } catch (err) {
       const error = deps.scrubber.scrub(err instanceof Error ? err.message : String(err));
-      await reportPreview(feedback, { ...report, phase: "failed", error }).catch((e: unknown) =>
+      // A refused plan lists its findings (rule, resource); nothing was applied.
+      const violations = err instanceof PolicyViolationError ? err.findings.map((v) => ({ ...v, message: deps.scrubber.scrub(v.message) })) : [];
+      await reportPreview(feedback, { ...report, phase: "failed", error, ...(violations.length > 0 ? { violations } : {}) }).catch((e: unknown) =>
         ctx.logger.warn({ err: e }, "could not report the failure on GitHub"),
       );
       throw err;
