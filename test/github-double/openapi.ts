@@ -48,6 +48,8 @@ function rebase(schema: Json): Json {
   if (!isObject(schema)) return schema;
   const out: JsonObject = {};
   for (const [k, v] of Object.entries(schema)) out[k] = k === "$ref" && typeof v === "string" && v.startsWith("#/") ? `gh${v}` : rebase(v);
+  // A nullable enum (check run `conclusion`): null must be one of the allowed values as well.
+  if (out.nullable === true && Array.isArray(out.enum) && !out.enum.includes(null)) out.enum = [...out.enum, null];
   // OpenAPI 3.0 `nullable` next to a combinator (no `type`), which ajv refuses: spell it out.
   if (out.nullable === true && out.type === undefined) {
     delete out.nullable;
@@ -151,8 +153,10 @@ export class OpenApiChecker {
         });
       }
     }
-    // Literal routes before templated ones (`/git/ref/{ref}` vs `/git/refs/{ref}` are distinct anyway).
-    this.#ops.sort((a, b) => a.pathParamNames.length - b.pathParamNames.length);
+    // Literal routes before templated ones (`/git/ref/{ref}` vs `/git/refs/{ref}` are distinct anyway);
+    // with as many parameters, the longer template first, since a multi-segment `{ref}` would
+    // otherwise swallow a literal suffix (`/commits/{ref}` vs `/commits/{ref}/check-runs`).
+    this.#ops.sort((a, b) => a.pathParamNames.length - b.pathParamNames.length || b.template.length - a.template.length);
   }
 
   match(method: string, pathname: string): MatchedOperation | undefined {

@@ -73,6 +73,37 @@ export interface DeploymentState {
   statuses: { id: number; state: string; description: string; environmentUrl: string; logUrl: string; createdAt: string }[];
 }
 
+export interface CheckAnnotationState {
+  path: string;
+  startLine: number;
+  endLine: number;
+  startColumn: number | null;
+  endColumn: number | null;
+  level: string;
+  title: string | null;
+  message: string;
+  rawDetails: string | null;
+}
+
+export interface CheckRunState {
+  id: number;
+  name: string;
+  headSha: string;
+  status: string;
+  conclusion: string | null;
+  detailsUrl: string | null;
+  externalId: string | null;
+  startedAt: string | null;
+  completedAt: string | null;
+  output: { title: string | null; summary: string | null; text: string | null };
+  /** Appended by every create/update that carries annotations, as on GitHub. */
+  annotations: CheckAnnotationState[];
+  createdAt: string;
+}
+
+/** Repository roles (`role_name`); GitHub's legacy `permission` maps maintain→write and triage→read. */
+export type CollaboratorRole = "admin" | "maintain" | "write" | "triage" | "read" | "none";
+
 interface RepoState {
   owner: string;
   name: string;
@@ -82,6 +113,9 @@ interface RepoState {
   comments: CommentState[];
   statuses: StatusState[];
   deployments: DeploymentState[];
+  checkRuns: CheckRunState[];
+  /** Known users by lower-case login; a login not here does not exist (404). */
+  permissions: Map<string, { login: string; role: CollaboratorRole }>;
 }
 
 export interface GitHubDoubleOptions {
@@ -91,7 +125,27 @@ export interface GitHubDoubleOptions {
   app?: { appId: number; publicKey: string | KeyObject; installationId: number };
   /** Login shown as the author of comments, statuses and deployments. */
   login?: string;
+  /**
+   * As on GitHub, only a GitHub App (installation token) may write check runs: a personal access
+   * token is answered 403. Off by default because most tests authenticate with a token.
+   */
+  checksNeedApp?: boolean;
 }
+
+type Credential = "jwt" | "installation" | "token";
+
+const LEGACY_PERMISSION: Record<CollaboratorRole, string> = {
+  admin: "admin",
+  maintain: "write",
+  write: "write",
+  triage: "read",
+  read: "read",
+  none: "none",
+};
+const ROLE_RANK: Record<CollaboratorRole, number> = { none: 0, read: 1, triage: 2, write: 3, maintain: 4, admin: 5 };
+/** GitHub's Checks API limits (docs: "Update a check run"). */
+const MAX_ANNOTATIONS_PER_REQUEST = 50;
+const MAX_CHECK_TEXT = 65_535;
 
 class HttpError extends Error {
   readonly status: number;
@@ -164,7 +218,18 @@ export class GitHubDouble {
     const tree = await git(["mktree"], { gitDir, input: `100644 blob ${blob}\tREADME.md\n` });
     const commit = await git(["commit-tree", tree, "-m", "Initial commit"], { gitDir, env: this.#ident("Octocat", "octocat@example.invalid") });
     await git(["update-ref", `refs/heads/${defaultBranch}`, commit], { gitDir });
-    this.#repos.set(`${owner}/${name}`.toLowerCase(), { owner, name, gitDir, defaultBranch, pulls: [], comments: [], statuses: [], deployments: [] });
+    this.#repos.set(`${owner}/${name}`.toLowerCase(), {
+      owner,
+      name,
+      gitDir,
+      defaultBranch,
+      pulls: [],
+      comments: [],
+      statuses: [],
+      deployments: [],
+      checkRuns: [],
+      permissions: new Map(),
+    });
     return gitDir;
   }
 
@@ -204,12 +269,61 @@ export class GitHubDouble {
     return pr;
   }
 
+  /**
+   * Merges a pull request as GitHub's merge button would: a real merge commit on the base branch
+   * (or, with `mergeCommitSha`, that commit as the merge result without touching git), then
+   * `merged`, `merged_at`, `merge_commit_sha` and `merged_by` answer accordingly.
+   */
+  async mergePullRequest(
+    owner: string,
+    name: string,
+    number: number,
+    options: { mergeCommitSha?: string; mergedAt?: string; mergedBy?: string } = {},
+  ): Promise<PullState> {
+    const repo = this.#repo(owner, name);
+    const pr = repo.pulls.find((x) => x.number === number);
+    if (!pr) throw new Error(`no pull request #${number} in ${owner}/${name}`);
+    let sha = options.mergeCommitSha;
+    if (sha === undefined) {
+      const gitDir = repo.gitDir;
+      const base = await git(["rev-parse", `refs/heads/${pr.base}`], { gitDir });
+      const head = (await this.#resolveRef(repo, `refs/heads/${pr.head}`)) ?? pr.headSha;
+      const tree = await git(["rev-parse", `${head}^{tree}`], { gitDir });
+      sha = await git(["commit-tree", tree, "-p", base, "-p", head, "-m", `Merge pull request #${pr.number} from ${pr.head}`], {
+        gitDir,
+        env: this.#ident("GitHub", "noreply@github.com"),
+      });
+      await git(["update-ref", `refs/heads/${pr.base}`, sha, base], { gitDir });
+    }
+    pr.state = "closed";
+    pr.merged = true;
+    pr.mergeCommitSha = sha;
+    pr.mergedAt = options.mergedAt ?? now();
+    pr.mergedBy = options.mergedBy ?? pr.author;
+    pr.updatedAt = pr.mergedAt;
+    return pr;
+  }
+
+  /** Makes `login` a known user with `role` on the repository ("none": exists, no access). */
+  setPermission(owner: string, name: string, login: string, role: CollaboratorRole): void {
+    this.#repo(owner, name).permissions.set(login.toLowerCase(), { login, role });
+  }
+
+  checkRuns(owner: string, name: string, sha?: string): CheckRunState[] {
+    return this.#repo(owner, name).checkRuns.filter((c) => sha === undefined || c.headSha === sha);
+  }
+
   gitDir(owner: string, name: string): string {
     return this.#repo(owner, name).gitDir;
   }
 
   inject(fault: Fault): void {
     this.#faults.push({ ...fault, left: fault.times ?? 1 });
+  }
+
+  /** Drops every fault not yet answered (GitHub is back). */
+  clearFaults(): void {
+    this.#faults.splice(0);
   }
 
   comments(owner: string, name: string, issue?: number): CommentState[] {
@@ -255,7 +369,7 @@ export class GitHubDouble {
     return this.#options.login ?? "stackrail[bot]";
   }
 
-  #authenticate(req: IncomingMessage, pathname: string): void {
+  #authenticate(req: IncomingMessage, pathname: string): Credential {
     const header = req.headers.authorization ?? "";
     const m = /^(token|bearer) (\S+)$/i.exec(header);
     if (!m) throw new HttpError(401, "Requires authentication");
@@ -272,11 +386,12 @@ export class GitHubDouble {
       if (!/^\/app\/installations\/\d+\/access_tokens$|^\/repos\/[^/]+\/[^/]+\/installation$|^\/app$/.test(pathname)) {
         throw new HttpError(403, "A JSON web token cannot be used for this endpoint; use an installation token");
       }
-      return;
+      return "jwt";
     }
-    if (this.#installationTokens.has(credential)) return;
+    if (this.#installationTokens.has(credential)) return "installation";
     if (this.#options.tokens && !this.#options.tokens.includes(credential)) throw new HttpError(401, "Bad credentials");
     if (app && !this.#options.tokens) throw new HttpError(401, "Bad credentials");
+    return "token";
   }
 
   #fault(method: string, pathname: string): Fault | undefined {
@@ -332,7 +447,7 @@ export class GitHubDouble {
         this.violations.push(`${method} ${pathname}: no such operation in GitHub's OpenAPI description`);
         throw new HttpError(404, "Not Found");
       }
-      this.#authenticate(req, pathname);
+      const credential = this.#authenticate(req, pathname);
       let problems: string[];
       try {
         problems = this.#checker.checkRequest(match, url.searchParams, body);
@@ -350,7 +465,7 @@ export class GitHubDouble {
       }
       fault = this.#fault(method, decoded);
       if (fault) reply = this.#faultReply(fault);
-      else reply = await this.#route(match, url.searchParams, body);
+      else reply = await this.#route(match, url.searchParams, body, credential);
     } catch (error) {
       if (error instanceof HttpError) {
         reply = {
@@ -422,7 +537,7 @@ export class GitHubDouble {
 
   // --------------------------------------------------------------------------------------------
 
-  async #route(m: MatchedOperation, query: URLSearchParams, body: unknown): Promise<Reply> {
+  async #route(m: MatchedOperation, query: URLSearchParams, body: unknown, credential: Credential): Promise<Reply> {
     const p = m.pathParams;
     const b = (body ?? {}) as Record<string, unknown>;
     const op = m.operation.operationId;
@@ -696,6 +811,138 @@ export class GitHubDouble {
         }
         return { status: 201, body: this.#deploymentStatusBody(ctx, d, s) };
       }
+      case "repos/get-collaborator-permission-level": {
+        const known = repo.permissions.get(String(p.username).toLowerCase());
+        if (!known) throw new HttpError(404, "Not Found");
+        return { status: 200, body: this.#permissionBody(ctx, known.login, known.role) };
+      }
+      case "checks/create":
+      case "checks/update": {
+        if (this.#options.checksNeedApp && credential !== "installation") throw new HttpError(403, "You must authenticate via a GitHub App.");
+        const output = b.output as { title?: string; summary?: string; text?: string; annotations?: Record<string, unknown>[] } | undefined;
+        // The OpenAPI description states these limits too, so the checker refuses first; kept for
+        // clarity of what GitHub itself answers.
+        const annotations = output?.annotations ?? [];
+        if (annotations.length > MAX_ANNOTATIONS_PER_REQUEST)
+          throw new HttpError(422, "Validation Failed", [
+            { resource: "CheckRun", field: "annotations", code: "custom", message: "Only 50 annotations are allowed per request" },
+          ]);
+        for (const field of ["summary", "text"] as const)
+          if ((output?.[field]?.length ?? 0) > MAX_CHECK_TEXT)
+            throw new HttpError(422, "Validation Failed", [
+              { resource: "CheckRun", field: `output.${field}`, code: "custom", message: `${field} is too long (maximum is 65535 characters)` },
+            ]);
+        let run: CheckRunState;
+        if (op === "checks/create") {
+          const sha = String(b.head_sha);
+          if (!(await this.#isCommit(repo, sha))) throw new HttpError(422, "No commit found for SHA: " + sha.slice(0, 40));
+          run = {
+            id: this.#nextId++,
+            name: String(b.name),
+            headSha: sha,
+            status: "queued",
+            conclusion: null,
+            detailsUrl: null,
+            externalId: null,
+            startedAt: now(),
+            completedAt: null,
+            output: { title: null, summary: null, text: null },
+            annotations: [],
+            createdAt: now(),
+          };
+        } else {
+          const found = repo.checkRuns.find((x) => x.id === Number(p.check_run_id));
+          if (!found) throw new HttpError(404, "Not Found");
+          run = found;
+        }
+        const conclusion = typeof b.conclusion === "string" ? b.conclusion : undefined;
+        const status = typeof b.status === "string" ? b.status : undefined;
+        if ((status === "completed" || typeof b.completed_at === "string") && conclusion === undefined && run.conclusion === null)
+          throw new HttpError(422, "Validation Failed", [{ resource: "CheckRun", field: "conclusion", code: "missing_field" }]);
+        if (conclusion === "stale") throw new HttpError(422, "Validation Failed", [{ resource: "CheckRun", field: "conclusion", code: "invalid" }]);
+        if (typeof b.name === "string") run.name = b.name;
+        if (typeof b.details_url === "string") run.detailsUrl = b.details_url;
+        if (typeof b.external_id === "string") run.externalId = b.external_id;
+        if (typeof b.started_at === "string") run.startedAt = b.started_at;
+        if (status !== undefined) run.status = status;
+        // A run set back to queued / in progress (re-run) has no conclusion until it completes again.
+        if (status !== undefined && status !== "completed" && conclusion === undefined) {
+          run.conclusion = null;
+          run.completedAt = null;
+        }
+        if (conclusion !== undefined) {
+          // Providing a conclusion completes the run (GitHub's documented behaviour).
+          run.conclusion = conclusion;
+          run.status = "completed";
+          run.completedAt = typeof b.completed_at === "string" ? b.completed_at : now();
+        }
+        if (output) {
+          if (typeof output.title === "string") run.output.title = output.title;
+          if (typeof output.summary === "string") run.output.summary = output.summary;
+          if (typeof output.text === "string") run.output.text = output.text;
+          for (const a of annotations)
+            run.annotations.push({
+              path: String(a.path),
+              startLine: Number(a.start_line),
+              endLine: Number(a.end_line),
+              startColumn: typeof a.start_column === "number" ? a.start_column : null,
+              endColumn: typeof a.end_column === "number" ? a.end_column : null,
+              level: String(a.annotation_level),
+              title: typeof a.title === "string" ? a.title : null,
+              message: String(a.message),
+              rawDetails: typeof a.raw_details === "string" ? a.raw_details : null,
+            });
+        }
+        if (op === "checks/create") {
+          repo.checkRuns.push(run);
+          return { status: 201, body: this.#checkRunBody(ctx, run) };
+        }
+        return { status: 200, body: this.#checkRunBody(ctx, run) };
+      }
+      case "checks/get": {
+        const run = repo.checkRuns.find((x) => x.id === Number(p.check_run_id));
+        if (!run) throw new HttpError(404, "Not Found");
+        return { status: 200, body: this.#checkRunBody(ctx, run) };
+      }
+      case "checks/list-annotations": {
+        const run = repo.checkRuns.find((x) => x.id === Number(p.check_run_id));
+        if (!run) throw new HttpError(404, "Not Found");
+        return this.#page(
+          query,
+          run.annotations,
+          (a) => ({
+            path: a.path,
+            blob_href: `${ctx.web}/${repo.owner}/${repo.name}/blob/${run.headSha}/${a.path}`,
+            start_line: a.startLine,
+            end_line: a.endLine,
+            start_column: a.startColumn,
+            end_column: a.endColumn,
+            annotation_level: a.level,
+            title: a.title,
+            message: a.message,
+            raw_details: a.rawDetails,
+          }),
+          `${api}/check-runs/${run.id}/annotations`,
+        );
+      }
+      case "checks/list-for-ref": {
+        const ref = p.ref ?? "";
+        const sha = (await this.#isCommit(repo, ref))
+          ? ref
+          : ((await this.#resolveRef(repo, `refs/heads/${ref}`)) ?? (await this.#resolveRef(repo, `refs/tags/${ref}`)));
+        if (!sha) throw new HttpError(422, `No commit found for SHA: ${ref}`);
+        const name = query.get("check_name");
+        const status = query.get("status");
+        let list = repo.checkRuns.filter((c) => c.headSha === sha && (!name || c.name === name) && (!status || c.status === status)).reverse();
+        // filter=latest (the default): the most recent run of each name only.
+        if ((query.get("filter") ?? "latest") === "latest") list = list.filter((c, i) => list.findIndex((x) => x.name === c.name) === i);
+        const perPage = Math.min(100, Number(query.get("per_page") ?? 30));
+        const page = Math.max(1, Number(query.get("page") ?? 1));
+        return {
+          status: 200,
+          body: { total_count: list.length, check_runs: list.slice((page - 1) * perPage, page * perPage).map((c) => this.#checkRunBody(ctx, c)) },
+        };
+      }
       default:
         this.violations.push(`${m.operation.method} ${m.operation.template}: ${op} is not implemented by the double`);
         throw new HttpError(404, "Not Found");
@@ -711,7 +958,7 @@ export class GitHubDouble {
       body: {
         token,
         expires_at: new Date(Date.now() + 3600_000).toISOString(),
-        permissions: { contents: "write", pull_requests: "write", statuses: "write", deployments: "write", issues: "write" },
+        permissions: { contents: "write", pull_requests: "write", statuses: "write", deployments: "write", issues: "write", checks: "write" },
         repository_selection: "all",
       },
     };
@@ -869,6 +1116,60 @@ export class GitHubDouble {
       created_at: c.createdAt,
       updated_at: c.updatedAt,
       author_association: "NONE",
+    };
+  }
+
+  #permissionBody(ctx: Ctx, login: string, role: CollaboratorRole): Record<string, unknown> {
+    const rank = ROLE_RANK[role];
+    return {
+      permission: LEGACY_PERMISSION[role],
+      role_name: role,
+      user: {
+        ...user(ctx, login, 100 + login.length, "User"),
+        permissions: { pull: rank >= 1, triage: rank >= 2, push: rank >= 3, maintain: rank >= 4, admin: rank >= 5 },
+        role_name: role,
+      },
+    };
+  }
+
+  #checkRunBody(ctx: Ctx, run: CheckRunState): Record<string, unknown> {
+    const api = `${ctx.api}/repos/${ctx.owner}/${ctx.repo}`;
+    return {
+      id: run.id,
+      node_id: Buffer.from(`CheckRun:${run.id}`).toString("base64"),
+      head_sha: run.headSha,
+      external_id: run.externalId,
+      url: `${api}/check-runs/${run.id}`,
+      html_url: `${ctx.web}/${ctx.owner}/${ctx.repo}/runs/${run.id}`,
+      details_url: run.detailsUrl,
+      status: run.status,
+      conclusion: run.conclusion,
+      started_at: run.startedAt,
+      completed_at: run.completedAt,
+      output: {
+        title: run.output.title,
+        summary: run.output.summary,
+        text: run.output.text,
+        annotations_count: run.annotations.length,
+        annotations_url: `${api}/check-runs/${run.id}/annotations`,
+      },
+      name: run.name,
+      check_suite: { id: 1 },
+      app: {
+        id: this.#options.app?.appId ?? 1,
+        slug: "stackrail",
+        node_id: Buffer.from("App:stackrail").toString("base64"),
+        owner: user(ctx, ctx.owner, 2, "Organization"),
+        name: "Stackrail",
+        description: null,
+        external_url: `${ctx.web}/apps/stackrail`,
+        html_url: `${ctx.web}/apps/stackrail`,
+        created_at: "2024-01-01T00:00:00Z",
+        updated_at: "2024-01-01T00:00:00Z",
+        permissions: { checks: "write", contents: "write", deployments: "write", statuses: "write" },
+        events: ["check_run", "pull_request", "push"],
+      },
+      pull_requests: [],
     };
   }
 

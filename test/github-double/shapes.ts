@@ -126,6 +126,11 @@ export interface PullState {
   createdAt: string;
   updatedAt: string;
   author: string;
+  /** Merge result, settable by tests (see GitHubDouble.mergePullRequest). */
+  merged?: boolean;
+  mergedAt?: string | null;
+  mergeCommitSha?: string | null;
+  mergedBy?: string | null;
 }
 
 export function pullRequest(ctx: Ctx, pr: PullState, defaultBranch: string, full: boolean): Record<string, unknown> {
@@ -159,8 +164,8 @@ export function pullRequest(ctx: Ctx, pr: PullState, defaultBranch: string, full
     created_at: pr.createdAt,
     updated_at: pr.updatedAt,
     closed_at: pr.state === "closed" ? pr.updatedAt : null,
-    merged_at: null,
-    merge_commit_sha: null,
+    merged_at: pr.mergedAt ?? null,
+    merge_commit_sha: pr.mergeCommitSha ?? null,
     assignee: null,
     head: { label: `${ctx.owner}:${pr.head}`, ref: pr.head, sha: pr.headSha, user: owner, repo },
     base: { label: `${ctx.owner}:${pr.base}`, ref: pr.base, sha: pr.baseSha, user: owner, repo },
@@ -180,10 +185,10 @@ export function pullRequest(ctx: Ctx, pr: PullState, defaultBranch: string, full
   if (!full) return base;
   return {
     ...base,
-    merged: false,
+    merged: pr.merged ?? false,
     mergeable: null,
     mergeable_state: "unknown",
-    merged_by: null,
+    merged_by: pr.mergedBy ? user(ctx, pr.mergedBy, 3, "User") : null,
     comments: 0,
     review_comments: 0,
     maintainer_can_modify: false,
