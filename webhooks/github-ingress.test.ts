@@ -6,6 +6,8 @@ import type { WebhookDefinition } from "@octokit/webhooks-examples";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API_TOKEN, deliver, jobCount, signBody, startEdge, WEBHOOK_SECRET, type Edge } from "./edge-fixture.ts";
 import { verifyGitHubSignature, WEBHOOK_BODY_LIMIT } from "./github-ingress.ts";
+import { RedisPrHeadStore } from "./github-routing.ts";
+import { redisWriteBatcher } from "./redis-batch.ts";
 
 const examples = createRequire(import.meta.url)("@octokit/webhooks-examples") as WebhookDefinition[];
 const examplesOf = (name: string) => (examples.find((e) => e.name === name)?.examples ?? []) as unknown as Record<string, unknown>[];
@@ -300,6 +302,74 @@ describe("redelivery", () => {
     expect(ids.size).toBe(1);
     expect(bodies[0]?.jobs).toHaveLength(1);
     expect(await jobCount(edge)).toBe(before + 1);
+  });
+});
+
+describe("what the claim's round trip carries (issue 19)", () => {
+  const synchronize = (pr: number, sha: string) => {
+    const body = clone(examplesOf("pull_request").find((p) => p.action === "synchronize"))!;
+    const pull = body.pull_request as { number: number; head: { sha: string } };
+    pull.number = pr;
+    pull.head.sha = sha;
+    return JSON.stringify(body);
+  };
+  const repo = { owner: "Codertocat", name: "Hello-World" };
+
+  it("records a PR head only for the delivery that claims it: a redelivered or replayed old head never moves it back", async () => {
+    const heads = new RedisPrHeadStore(edge.redis, edge.prefix);
+    const old = synchronize(4343, "a".repeat(40));
+    const oldId = crypto.randomUUID();
+    const first = await accepted(await deliver(edge, old, { event: "pull_request", deliveryId: oldId }));
+    expect((await heads.get(repo, 4343))?.sha).toBe("a".repeat(40));
+    await accepted(await deliver(edge, synchronize(4343, "b".repeat(40)), { event: "pull_request" }));
+    expect((await heads.get(repo, 4343))?.sha).toBe("b".repeat(40));
+
+    expect(await accepted(await deliver(edge, old, { event: "pull_request", deliveryId: oldId }))).toEqual(first);
+    const replayed = (await accepted(await deliver(edge, old, { event: "pull_request" }))) as Accepted & { duplicateOf?: string };
+    expect(replayed.duplicateOf).toBe(oldId);
+    expect(replayed.jobs).toEqual(first.jobs);
+    expect((await heads.get(repo, 4343))?.sha).toBe("b".repeat(40));
+  });
+
+  it("answers 202 only once the job is in BullMQ and in its lane; a newer head supersedes it after the answer", async () => {
+    const stack = "preview-hello-world-pr-4344";
+    const older = await accepted(await deliver(edge, synchronize(4344, "c".repeat(40)), { event: "pull_request" }));
+    const [olderJob] = older.jobs;
+    expect(await edge.redis.lrange(`${edge.prefix}:lane:${stack}`, 0, -1)).toEqual([olderJob]);
+    expect(await edge.queue.getJobView(olderJob!)).toMatchObject({ state: "waiting", stack, data: { headSha: "c".repeat(40) } });
+
+    const newer = await accepted(await deliver(edge, synchronize(4344, "d".repeat(40)), { event: "pull_request" }));
+    const [newerJob] = newer.jobs;
+    expect(await edge.queue.getJobView(newerJob!)).toMatchObject({ state: "waiting", stack });
+    for (let i = 0; (await edge.queue.getJobView(olderJob!))?.state !== "superseded"; i++) {
+      if (i > 200) throw new Error("the older preview was never superseded");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(await edge.queue.getJobView(olderJob!)).toMatchObject({ state: "superseded", supersededBy: newerJob });
+    expect(await edge.redis.lrange(`${edge.prefix}:lane:${stack}`, 0, -1)).toEqual([newerJob]);
+  });
+
+  it("50 concurrent copies of one body under different delivery ids register one lane entry and one job", async () => {
+    const body = synchronize(4345, "e".repeat(40));
+    const before = await jobCount(edge);
+    const answers = await Promise.all(Array.from({ length: 50 }, () => deliver(edge, body, { event: "pull_request" })));
+    const bodies = (await Promise.all(answers.map((r) => accepted(r)))) as (Accepted & { duplicateOf?: string })[];
+    expect(new Set(bodies.map((b) => JSON.stringify(b.jobs))).size).toBe(1);
+    expect(bodies.filter((b) => b.duplicateOf === undefined)).toHaveLength(1);
+    expect(await jobCount(edge)).toBe(before + 1);
+    expect(await edge.redis.lrange(`${edge.prefix}:lane:preview-hello-world-pr-4345`, 0, -1)).toEqual(bodies[0]?.jobs);
+  });
+
+  it("sends the Redis commands of one event-loop turn in one write, answering each in order", async () => {
+    const batch = redisWriteBatcher(edge.redis);
+    const key = `${edge.prefix}:batch-counter`;
+    batch();
+    expect(edge.redis.stream.writableCorked).toBe(1);
+    batch(); // once per turn
+    expect(edge.redis.stream.writableCorked).toBe(1);
+    const replies = await Promise.all(Array.from({ length: 20 }, () => edge.redis.incr(key)));
+    expect(replies).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(edge.redis.stream.writableCorked).toBe(0);
   });
 });
 

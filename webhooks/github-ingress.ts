@@ -18,9 +18,11 @@ import type { Counter, Gauge } from "prom-client";
 import type { Config } from "../core/config.ts";
 import { StackrailError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
-import type { JobQueue } from "../worker/queue.ts";
-import { deliveryRepository, RedisPrHeadStore, repositoryAllowed, routeGitHubEvent } from "./github-routing.ts";
+import type { JobQueue, PreparedJob } from "../worker/queue.ts";
+import type { RepoRef } from "../core/jobs.ts";
+import { deliveryRepository, RedisPrHeadStore, repositoryAllowed, routeGitHubEvent, type PrHead, type PrHeadStore } from "./github-routing.ts";
 import { OnceStore } from "./once.ts";
+import { redisWriteBatcher } from "./redis-batch.ts";
 import { isRedisUnavailable } from "./redis-errors.ts";
 
 /** GitHub caps payloads at 25 MB; we stop reading at 25 MiB. */
@@ -115,6 +117,43 @@ export class ByteBudget {
   }
 }
 
+/** How long a PR head is remembered: RedisPrHeadStore's TTL. */
+const PR_HEAD_TTL_SECONDS = 30 * 24 * 3600;
+
+/** SET KEYS[1] only when KEYS[2] holds ARGV[3] (the delivery claim this request won). */
+const SET_IF_CLAIMED = `if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) return 1 end return 0`;
+
+/**
+ * The PR heads routing reads and writes, for one delivery: reads go to Redis at once (a comment
+ * command needs the head), a write is held and sent with the delivery's claim (writeOn), so that
+ * only the claim's winner records it: a redelivered old `synchronize` never moves a head back.
+ * The key and value are RedisPrHeadStore's (github-ingress.test.ts reads one through the other).
+ */
+export class ClaimedPrHeads implements PrHeadStore {
+  readonly #store: PrHeadStore;
+  readonly #prefix: string;
+  readonly #writes: { key: string; value: string }[] = [];
+
+  constructor(store: PrHeadStore, prefix: string) {
+    this.#store = store;
+    this.#prefix = prefix;
+  }
+
+  get(repo: RepoRef, pr: number): Promise<PrHead | null> {
+    return this.#store.get(repo, pr);
+  }
+
+  set(repo: RepoRef, pr: number, head: PrHead): Promise<void> {
+    this.#writes.push({ key: `${this.#prefix}:pr-head:${repo.owner.toLowerCase()}/${repo.name.toLowerCase()}#${pr}`, value: JSON.stringify(head) });
+    return Promise.resolve();
+  }
+
+  /** Sends the held writes on `redis`, each acting only if `guard.key` holds `guard.value`. */
+  writeOn(redis: Redis, guard: { key: string; value: string }): Promise<unknown>[] {
+    return this.#writes.map((w) => redis.eval(SET_IF_CLAIMED, 2, w.key, guard.key, w.value, String(PR_HEAD_TTL_SECONDS), guard.value));
+  }
+}
+
 /** A body whose signature matched, with the digest deliveries are deduplicated on. */
 interface VerifiedBody {
   readonly verified: true;
@@ -159,6 +198,7 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
     storeInBackground: { onStoreError: (err) => deps.logger.warn({ err }, "webhook delivery answer not stored; a redelivery will re-add the same jobs") },
   });
   const prHeads = new RedisPrHeadStore(deps.redis, prefix);
+  const batchWrites = redisWriteBatcher(deps.redis);
   const perRequestLimit = Math.min(WEBHOOK_BODY_LIMIT, deps.config.unverifiedBytesMax);
   const budget = new ByteBudget(deps.config.unverifiedBytesMax, (used) => deps.unverifiedBytes?.set(used));
   deps.unverifiedBytes?.set(0);
@@ -166,8 +206,11 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
   const reservations = new WeakMap<FastifyRequest, () => void>();
   const count = (event: string, outcome: string) => deps.deliveries.inc({ event, outcome });
 
-  const refuse = (reply: FastifyReply, status: number, error: string, message: string, extra: Record<string, unknown> = {}) =>
-    reply.code(status).send({ error, message, ...extra });
+  const refuse = (reply: FastifyReply, status: number, error: string, message: string, extra: Record<string, unknown> = {}) => {
+    // The route logs one line per delivery itself (see the route's logLevel below).
+    deps.logger.info({ reqId: reply.request.id, status, error }, "webhook delivery refused");
+    return reply.code(status).send({ error, message, ...extra });
+  };
 
   /** A refusal from the headers alone: the connection is closed rather than the unread body drained. */
   const refuseUnread = (req: FastifyRequest, reply: FastifyReply, status: number, error: string, message: string) => {
@@ -296,21 +339,60 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
         return reply.code(202).send({ deliveryId, jobs: [], ignored } satisfies DeliveryAnswer);
       }
 
+      // Routed before the claim (routing reads Redis only for a comment command's PR head); its
+      // writes and the jobs' lane places go out with the claim, in its round trip, and take
+      // effect only if this request's claim is the one that won.
+      const requestedAt = new Date(deps.now()).toISOString();
+      const heads = new ClaimedPrHeads(prHeads, prefix);
+      let planned: { jobs: PreparedJob[]; ignored?: string } | undefined;
+      let refusal: unknown;
+      try {
+        const outcome = await routeGitHubEvent(event, payload, { deliveryId, requestedAt, deployPaths: deps.config.deployPaths, prHeads: heads });
+        // Deterministic ids: a redelivery after a half-finished attempt re-adds the same jobs, not new ones.
+        // A burst of pushes to one PR coalesces: each preview waits a moment, and a newer push supersedes it.
+        const jobs = outcome.jobs.map((job, i) =>
+          deps.queue.prepare(job.data, {
+            jobId: `gh-${deliveryId}-${i}`,
+            ...(job.data.kind === "preview.up" && deps.config.previewDebounceMs > 0 ? { delayMs: deps.config.previewDebounceMs } : {}),
+          }),
+        );
+        planned = { jobs, ...(outcome.ignored ? { ignored: outcome.ignored } : {}) };
+      } catch (err) {
+        // Refused only if this is not a copy of a delivery already answered: a captured body
+        // replayed under another X-GitHub-Event header still answers the first delivery's jobs.
+        refusal = err;
+      }
+      const jobs = planned?.jobs ?? [];
       const keys = [`${prefix}:delivery:${deliveryId}`, `${prefix}:delivery-body:${body.sha256}`];
-      const result = await once.run<DeliveryAnswer>(keys, async () => {
-        const requestedAt = new Date(deps.now()).toISOString();
-        const outcome = await routeGitHubEvent(event, payload, { deliveryId, requestedAt, deployPaths: deps.config.deployPaths, prHeads });
-        const jobs: string[] = [];
-        for (const [i, planned] of outcome.jobs.entries()) {
-          // Deterministic ids: a redelivery after a half-finished attempt re-adds the same jobs, not new ones.
-          // A burst of pushes to one PR coalesces: each preview waits a moment, and a newer push supersedes it.
-          const delayMs = planned.data.kind === "preview.up" ? deps.config.previewDebounceMs : 0;
-          const { jobId, superseded } = await deps.queue.enqueue(planned.data, { jobId: `gh-${deliveryId}-${i}`, ...(delayMs > 0 ? { delayMs } : {}) });
-          jobs.push(jobId);
-          for (const old of superseded) log.info({ jobId: old, supersededBy: jobId }, "job superseded by a newer preview");
+      batchWrites();
+      const result = await once.run<DeliveryAnswer>(
+        keys,
+        async () => {
+          if (!planned) throw refusal;
+          batchWrites();
+          // One job after the other, in the order routing planned them (the lane order).
+          for (const job of jobs) await deps.queue.addPrepared(job);
+          return { remember: true, value: { deliveryId, jobs: jobs.map((j) => j.jobId), ...(planned.ignored ? { ignored: planned.ignored } : {}) } };
+        },
+        planned
+          ? {
+              alsoOnClaim: (redis, guard) => [
+                ...heads.writeOn(redis, guard),
+                ...jobs.flatMap((job) => (job.stack ? [deps.queue.lanes.registerOn(redis, job.stack, job.jobId, { kind: job.data.kind, onlyIf: guard })] : [])),
+              ],
+            }
+          : {},
+      );
+      batchWrites();
+      if (result.status === "first") {
+        // Superseding older waiting previews (or releases) need not hold the answer: it is best
+        // effort, and an older job only ever runs first, never instead of the newer one.
+        for (const job of jobs) {
+          void deps.queue.supersedeFor(job).then((superseded) => {
+            for (const old of superseded) log.info({ jobId: old, supersededBy: job.jobId }, "job superseded by a newer preview");
+          });
         }
-        return { remember: true, value: { deliveryId, jobs, ...(outcome.ignored ? { ignored: outcome.ignored } : {}) } };
-      });
+      }
       if (result.status === "busy") {
         count(event, "busy");
         log.warn("delivery is still being processed by another request");
@@ -344,7 +426,9 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
   void app.register((scope, _opts, done) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser("*", (req, payload, next) => readVerified(req, payload, next));
-    scope.post("/webhooks/github", { onRequest: admit }, handle);
+    // One log line per delivery, the handler's own (delivery id, event, outcome, job ids), instead
+    // of Fastify's two per request (incoming, completed): on a busy edge each line is a write.
+    scope.post("/webhooks/github", { onRequest: admit, logLevel: "warn" }, handle);
     done();
   });
 }

@@ -52,6 +52,15 @@ export interface OnceOptions {
   storeInBackground?: { onStoreError: (err: unknown) => void };
 }
 
+/**
+ * Writes that belong to the claim: sent on the claim's own connection in the same tick, right
+ * behind it (Redis runs them in that order), so they cost no round trip of their own. They must
+ * act only when `guard.key` holds `guard.value` (the claim's marker), i.e. only for the caller
+ * whose claim won. A write that fails fails the run. (Not an ioredis pipeline: building one copies
+ * every script defined on the connection, BullMQ's included, which costs more than the writes.)
+ */
+export type ClaimWrites = (redis: Redis, guard: { key: string; value: string }) => readonly Promise<unknown>[];
+
 export type OnceResult<T> = { status: "first"; value: T } | { status: "replay"; value: T } | { status: "busy" };
 
 export class OnceStore {
@@ -68,7 +77,11 @@ export class OnceStore {
    * answers what the first did). `work` returns whether its value should be remembered (a refusal
    * is not: a retry must be able to succeed). Errors from `work` or from Redis propagate.
    */
-  async run<T>(key: string | readonly string[], work: () => Promise<{ remember: boolean; value: T }>): Promise<OnceResult<T>> {
+  async run<T>(
+    key: string | readonly string[],
+    work: () => Promise<{ remember: boolean; value: T }>,
+    options: { alsoOnClaim?: ClaimWrites } = {},
+  ): Promise<OnceResult<T>> {
     const keys = typeof key === "string" ? [key] : [...key];
     if (keys.length === 0) throw new TypeError("OnceStore.run needs at least one key");
     const deadline = Date.now() + this.#options.waitMs;
@@ -78,7 +91,7 @@ export class OnceStore {
       const marker = `${PENDING}${randomUUID()}`;
       let claimed: unknown;
       try {
-        claimed = await this.#redis.eval(CLAIM, keys.length, ...keys, marker, String(this.#options.pendingTtlMs));
+        claimed = await this.#claim(keys, marker, options.alsoOnClaim);
       } catch (err) {
         // A timed-out claim may still run when a hung Redis wakes up; the delete queued behind it on the
         // same connection then removes the markers, so the redelivery is not blocked for pendingTtlMs.
@@ -94,6 +107,7 @@ export class OnceStore {
           throw err;
         }
         if (outcome.remember) {
+          // Stored under every key at once, after the work, so a copy never answers jobs that are not in Redis yet.
           const stored = this.#redis.eval(STORE, keys.length, ...keys, `${DONE}${JSON.stringify(outcome.value)}`, String(this.#options.doneTtlSeconds));
           const background = this.#options.storeInBackground;
           if (background) stored.catch(background.onStoreError);
@@ -115,5 +129,13 @@ export class OnceStore {
       }
       if (Date.now() >= deadline) return { status: "busy" };
     }
+  }
+
+  async #claim(keys: readonly string[], marker: string, also: ClaimWrites | undefined): Promise<unknown> {
+    const claim = this.#redis.eval(CLAIM, keys.length, ...keys, marker, String(this.#options.pendingTtlMs));
+    if (!also) return claim;
+    const writes = also(this.#redis, { key: keys[0] as string, value: marker });
+    const [claimed] = await Promise.all([claim, ...writes]);
+    return claimed;
   }
 }

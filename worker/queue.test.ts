@@ -1,5 +1,7 @@
 // JobQueue against a real Redis: validation, job options, the API's job view in every state,
 // coalescing of preview.up jobs, cancellation, idempotent re-adds with a deterministic id.
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { UnrecoverableError, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,6 +10,7 @@ import { JOBS_QUEUE, type JobData } from "../core/jobs.ts";
 import { TEST_REDIS_URL, uniqueName } from "../test/support/services.ts";
 import { deleteKeys } from "../webhooks/edge-fixture.ts";
 import { JobQueue, RELEASES_LANE, stackFor } from "./queue.ts";
+import { rolloutHandoverKey } from "./rollout-control.ts";
 
 let prefix: string;
 let redis: Redis;
@@ -132,6 +135,78 @@ describe("JobQueue", () => {
     dead.disconnect();
   });
 });
+
+describe("JobQueue at the edge (issue 19)", () => {
+  const release = (version: string): JobData => ({
+    kind: "release.rollout",
+    trigger: { type: "webhook", deliveryId: `d-${version}`, event: "release" },
+    requestedAt: now(),
+    version,
+  });
+
+  it("prepare + addPrepared + supersedeFor run in any order of two releases: the newest one wins, the started one hands over to it", async () => {
+    const lane = `${prefix}:lane:${RELEASES_LANE}`;
+    await redis.del(lane);
+    const running = await queue.enqueue(release("1.0.0"));
+    expect(await queue.lanes.tryAcquire(RELEASES_LANE, running.jobId, 10_000)).toBe(true);
+    const older = queue.prepare(release("1.0.1"));
+    const newer = queue.prepare(release("1.0.2"));
+    for (const job of [older, newer]) {
+      await queue.lanes.register(RELEASES_LANE, job.jobId, { kind: job.data.kind });
+      await queue.addPrepared(job);
+    }
+    // The edge supersedes after its answer: the newer delivery's supersede may run first.
+    expect(await queue.supersedeFor(newer)).toEqual([older.jobId]);
+    expect(await queue.supersedeFor(older)).toEqual([]);
+    expect(await queue.lanes.isSuperseded(newer.jobId)).toBeNull();
+    expect(await redis.get(rolloutHandoverKey(prefix, running.jobId))).toBe(newer.jobId);
+    expect(await queue.lanes.entries(RELEASES_LANE)).toEqual([running.jobId, newer.jobId]);
+  });
+
+  it("keeps adding after BullMQ's start-up version check timed out on the edge connection", async () => {
+    // A private server, stopped while the queue is built: the INFO BullMQ sends then outlives the
+    // edge connection's command timeout. Before, every later add failed with that error.
+    const port = await freePort();
+    const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+    const edge = new Redis({ port, host: "127.0.0.1", enableOfflineQueue: false, commandTimeout: 500, retryStrategy: () => 50 });
+    edge.on("error", () => undefined);
+    try {
+      await waitReady(edge);
+      server.kill("SIGSTOP");
+      const q = new JobQueue({ connection: edge, prefix: "stalled" });
+      q.queue.on("error", () => undefined);
+      await new Promise((r) => setTimeout(r, 900));
+      server.kill("SIGCONT");
+      await waitReady(edge);
+      const { jobId } = await q.enqueue(previewUp("e".repeat(40), 31));
+      expect(await q.getJobView(jobId)).toMatchObject({ state: "waiting" });
+      await q.close();
+    } finally {
+      edge.disconnect();
+      server.kill("SIGCONT");
+      server.kill("SIGKILL");
+    }
+  });
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** Until a PING answers (the server may still be starting, or just woke up). */
+async function waitReady(redis: Redis): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (redis.status === "ready" && (await redis.ping().catch(() => "")) === "PONG") return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error("Redis did not become ready");
+}
 
 describe("job view through a real worker", () => {
   it("reports running, progress lines, result and error", async () => {

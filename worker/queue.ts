@@ -89,6 +89,14 @@ export interface EnqueueOptions {
   delayMs?: number;
 }
 
+/** A validated job with its id and lane, ready to add (JobQueue.prepare). */
+export interface PreparedJob {
+  readonly data: JobData;
+  readonly jobId: string;
+  readonly stack?: string;
+  readonly delayMs?: number;
+}
+
 const JOB_ID_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
 
 /** Adds holderJobId at the back of a lane unless it is there already. */
@@ -108,7 +116,11 @@ export class JobQueue {
   constructor(options: JobQueueOptions) {
     this.#redis = options.connection;
     this.#prefix = options.prefix;
-    this.queue = new Queue(JOBS_QUEUE, { connection: options.connection, prefix: options.prefix });
+    // No version check on this connection: BullMQ runs it once (an INFO) when the queue is built and
+    // keeps its failure for good, so an INFO that outlived the edge connection's short command
+    // timeout on a busy machine failed every later add of the process (503 until restarted). The
+    // workers' own connections still check the server's version.
+    this.queue = new Queue(JOBS_QUEUE, { connection: options.connection, prefix: options.prefix, skipVersionCheck: true });
     // Without a listener an 'error' event (Redis going away) would crash the process.
     this.queue.on("error", () => undefined);
     this.lanes = new StackLanes(options.connection, options.prefix);
@@ -123,51 +135,77 @@ export class JobQueue {
    * Throws ValidationError for bad data and TransientError when Redis cannot take the job.
    */
   async enqueue(data: JobData, options: EnqueueOptions = {}): Promise<{ jobId: string; superseded: string[] }> {
+    const job = this.prepare(data, options);
+    try {
+      if (job.stack) await this.#bounded(this.lanes.register(job.stack, job.jobId, { kind: job.data.kind }));
+    } catch (err) {
+      throw new TransientError("the queue cannot take the job now", { cause: err });
+    }
+    await this.addPrepared(job);
+    return { jobId: job.jobId, superseded: await this.supersedeFor(job) };
+  }
+
+  /**
+   * The validation half of enqueue(): the job as it will be added, with its id and lane. Throws
+   * ValidationError for bad data. The edge registers the lane itself (in the round trip of its
+   * delivery claim, lanes.registerOn), then calls addPrepared() and supersedeFor().
+   */
+  prepare(data: JobData, options: EnqueueOptions = {}): PreparedJob {
     const parsed = jobDataSchema.safeParse(data);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new ValidationError(issue?.path.join(".") || "data", issue?.message ?? "invalid job data");
     }
-    const job = parsed.data;
     const jobId = options.jobId ?? randomUUID();
     if (!JOB_ID_PATTERN.test(jobId) || /^\d+$/.test(jobId)) throw new ValidationError("jobId", "must match [A-Za-z0-9_.-]{1,128} and not be a number");
     let stack: string | undefined;
     try {
-      stack = options.stack ?? stackFor(job);
+      stack = options.stack ?? stackFor(parsed.data);
     } catch {
       throw new ValidationError("repo.name", "has no characters usable in a stack name");
     }
+    return { data: parsed.data, jobId, ...(stack ? { stack } : {}), ...(options.delayMs ? { delayMs: options.delayMs } : {}) };
+  }
 
+  /**
+   * Durably adds a prepared job (a no-op for an id that exists); resolves only once Redis has it.
+   * If the add fails, the job's lane entry is taken out again (so a retry with the same id
+   * registers again) and TransientError is thrown.
+   */
+  async addPrepared(job: PreparedJob): Promise<void> {
     try {
-      if (stack) await this.#bounded(this.lanes.register(stack, jobId, { kind: job.kind }));
-      try {
-        await this.#bounded(this.queue.add(job.kind, job, { ...JOB_OPTIONS, jobId, ...(options.delayMs ? { delay: options.delayMs } : {}) }));
-      } catch (err) {
-        if (stack) await this.#bounded(this.lanes.unregister(stack, jobId)).catch(() => undefined);
-        throw err;
-      }
+      await this.#bounded(this.queue.add(job.data.kind, job.data, { ...JOB_OPTIONS, jobId: job.jobId, ...(job.delayMs ? { delay: job.delayMs } : {}) }));
     } catch (err) {
+      if (job.stack) await this.#bounded(this.lanes.unregister(job.stack, job.jobId)).catch(() => undefined);
       throw new TransientError("the queue cannot take the job now", { cause: err });
     }
+  }
 
-    let superseded: string[] = [];
-    if (stack && (job.kind === "preview.up" || job.kind === "preview.destroy")) {
+  /**
+   * After the add: a `preview.up` or `preview.destroy` supersedes older waiting `preview.up` jobs
+   * of its stack, a `release.rollout` older releases. Best effort, never throws: if it fails, the
+   * older jobs simply run first; order is still right. Returns the superseded ids.
+   */
+  async supersedeFor(job: PreparedJob): Promise<string[]> {
+    const { stack, jobId } = job;
+    if (stack && (job.data.kind === "preview.up" || job.data.kind === "preview.destroy")) {
       // Only the latest head runs; a destroy makes waiting builds pointless too.
-      // Best effort: if this fails, the older jobs simply run first; order is still right.
-      superseded = await this.#bounded(this.lanes.supersedeOlder(stack, jobId, "preview.up")).catch(() => []);
+      return this.#bounded(this.lanes.supersedeOlder(stack, jobId, "preview.up")).catch(() => []);
     }
-    if (stack && job.kind === "release.rollout") {
+    if (stack && job.data.kind === "release.rollout") {
       // A newer release replaces releases that have not started, and asks a started one to stop at
       // its next wave boundary and hand over (a push storm on the default branch rolls out once).
-      // Best effort, as above: without it the older rollouts simply run first.
-      superseded = await this.#bounded(this.#supersedeReleases(stack, jobId)).catch(() => []);
+      return this.#bounded(this.#supersedeReleases(stack, jobId)).catch(() => []);
     }
-    return { jobId, superseded };
+    return [];
   }
 
   async #supersedeReleases(stack: string, jobId: string): Promise<string[]> {
     const superseded = await this.lanes.supersedeOlder(stack, jobId, "release.rollout");
     const older = await this.lanes.entries(stack);
+    // A release no longer in the lane (itself superseded meanwhile) hands nothing over: every
+    // entry would be newer than it.
+    if (!older.includes(jobId)) return superseded;
     const tx = this.#redis.multi();
     for (const id of older) {
       if (id === jobId) break;

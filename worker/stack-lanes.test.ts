@@ -87,6 +87,36 @@ describe("StackLanes", () => {
   });
 });
 
+describe("StackLanes at the edge (issue 19)", () => {
+  it("a job that left its lane supersedes nothing: supersedes that run out of order never reach a newer job", async () => {
+    // The edge supersedes after its answer, so two deliveries' supersedes may run in either order.
+    const stack = "preview-app-pr-8";
+    for (const id of ["o1", "o2", "o3"]) {
+      await lanes.register(stack, id, { kind: "preview.up" });
+      await redis.hset(`${prefix}:${JOBS_QUEUE}:${id}`, "name", "x");
+    }
+    expect(await lanes.supersedeOlder(stack, "o3", "preview.up")).toEqual(["o1", "o2"]);
+    expect(await lanes.supersedeOlder(stack, "o2", "preview.up")).toEqual([]);
+    expect(await lanes.isSuperseded("o3")).toBeNull();
+    expect(await lanes.entries(stack)).toEqual(["o3"]);
+  });
+
+  it("registers on the caller's connection only while the guard key holds the claim's value", async () => {
+    const stack = "preview-app-pr-9";
+    const guard = `${prefix}:guard-9`;
+    await redis.set(guard, "pending:other");
+    expect(await lanes.registerOn(redis, stack, "lost", { kind: "preview.up", onlyIf: { key: guard, value: "pending:mine" } })).toBe(false);
+    expect(await lanes.entries(stack)).toEqual([]);
+    expect((await lanes.meta("lost")).stack).toBeUndefined();
+
+    await redis.set(guard, "pending:mine");
+    expect(await lanes.registerOn(redis, stack, "won", { kind: "preview.up", onlyIf: { key: guard, value: "pending:mine" } })).toBe(true);
+    expect(await lanes.registerOn(redis, stack, "won", { kind: "preview.up", onlyIf: { key: guard, value: "pending:mine" } })).toBe(false); // idempotent
+    expect(await lanes.entries(stack)).toEqual(["won"]);
+    expect(await lanes.meta("won")).toMatchObject({ stack, kind: "preview.up" });
+  });
+});
+
 describe("lanes with a real BullMQ worker", () => {
   it("runs jobs of one stack one after the other in arrival order, while other stacks overlap", async () => {
     const qprefix = uniqueName("lanes-worker");

@@ -21,7 +21,8 @@ const META_TTL_SECONDS = 8 * 24 * 3600;
 const GHOST_GRACE_MS = 30_000;
 
 const REGISTER = `
--- KEYS[1] lane, KEYS[2] meta   ARGV: jobId, stack, kind, ttl
+-- KEYS[1] lane, KEYS[2] meta, [KEYS[3] guard]   ARGV: jobId, stack, kind, ttl, [guard value]
+if #KEYS > 2 and redis.call('GET', KEYS[3]) ~= ARGV[5] then return 0 end
 if redis.call('HEXISTS', KEYS[2], 'stack') == 1 then return 0 end
 local t = redis.call('TIME')
 local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -33,6 +34,9 @@ return 1
 
 const SUPERSEDE_OLDER = `
 -- KEYS[1] lane, KEYS[2] lease   ARGV: newJobId, kind, metaPrefix
+-- Only a job still waiting in the lane supersedes: one that left it (itself superseded by a newer
+-- job whose supersede ran first, cancelled, finished) must not reach past itself to newer jobs.
+if not redis.call('LPOS', KEYS[1], ARGV[1]) then return {} end
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
 local holder = redis.call('GET', KEYS[2])
 local out = {}
@@ -149,6 +153,19 @@ export class StackLanes {
   /** Appends jobId to the stack's lane. Idempotent: a job id registers once (redelivery reuses ids). */
   async register(stack: string, jobId: string, options: { kind?: string } = {}): Promise<boolean> {
     const added = await this.#redis.eval(REGISTER, 2, this.laneKey(stack), this.#metaKey(jobId), jobId, stack, options.kind ?? "", String(META_TTL_SECONDS));
+    return added === 1;
+  }
+
+  /**
+   * register() on the connection `redis` (the caller's, so that it follows the caller's earlier
+   * commands in order). With `onlyIf`, the job registers only when that key holds that value when
+   * Redis runs the script: the edge registers a delivery's jobs only if its claim on the delivery,
+   * sent just before on the same connection, is the one that holds the key. True when registered.
+   */
+  async registerOn(redis: Redis, stack: string, jobId: string, options: { kind?: string; onlyIf?: { key: string; value: string } } = {}): Promise<boolean> {
+    const guard = options.onlyIf;
+    const keys = [this.laneKey(stack), this.#metaKey(jobId), ...(guard ? [guard.key] : [])];
+    const added = await redis.eval(REGISTER, keys.length, ...keys, jobId, stack, options.kind ?? "", String(META_TTL_SECONDS), ...(guard ? [guard.value] : []));
     return added === 1;
   }
 
