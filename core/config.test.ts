@@ -147,3 +147,28 @@ describe("STACKRAIL_MAX_JOB_CRASHES (issue 12)", () => {
     expect(refusal({ STACKRAIL_MAX_JOB_CRASHES: "0" }).variable).toBe("STACKRAIL_MAX_JOB_CRASHES");
   });
 });
+
+describe("GITOPS_MODE (issue 15 §4)", () => {
+  it("commits directly unless told otherwise", () => {
+    expect(load({}).gitopsMode).toBe("direct");
+    expect(load({ GITOPS_MODE: "" }).gitopsMode).toBe("direct");
+    expect(load({ GITOPS_MODE: "direct", GITOPS_REPO: "github:acme/gitops" }).gitopsMode).toBe("direct");
+  });
+
+  it("opens pull requests on a GitHub GitOps repository", () => {
+    expect(load({ GITOPS_MODE: "pr", GITOPS_REPO: "github:acme/gitops@live" })).toMatchObject({ gitopsMode: "pr", gitopsRepo: "github:acme/gitops@live" });
+  });
+
+  it.each([
+    [{ GITOPS_MODE: "pull-request", GITOPS_REPO: "github:acme/gitops" }, /must be direct or pr/],
+    [{ GITOPS_MODE: "PR", GITOPS_REPO: "github:acme/gitops" }, /must be direct or pr/],
+    // A pull request needs GitHub: a local or plain git repository would otherwise get direct commits.
+    [{ GITOPS_MODE: "pr" }, /GITOPS_REPO=github:/],
+    [{ GITOPS_MODE: "pr", GITOPS_REPO: "https://git.example.com/gitops.git" }, /GITOPS_REPO=github:/],
+  ])("refuses %j, naming GITOPS_MODE", (env, message) => {
+    const err = refusal(env);
+    expect(err.variable).toBe("GITOPS_MODE");
+    expect(err.message).toMatch(/^GITOPS_MODE: /);
+    expect(err.message).toMatch(message);
+  });
+});

@@ -28,6 +28,12 @@ export interface Config {
   readonly pulumiPassphrase: string | undefined;
   readonly target: "local" | "aws";
   readonly gitopsRepo: string;
+  /**
+   * How changes reach the GitOps repository: `direct` commits to its branch, `pr` opens (or
+   * updates) a pull request per subject against it (a `github:` GITOPS_REPO only), so a person
+   * or a merge policy decides when Argo CD sees the change.
+   */
+  readonly gitopsMode: "direct" | "pr";
   readonly github: GitHubCredentials;
   readonly githubApiUrl: string;
   readonly localMysqlUrl: string;
@@ -192,6 +198,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   }
 
   const port = field("PORT", intIn(0, 65535), env.PORT ?? "8080");
+  const gitopsRepo = field("GITOPS_REPO", z.string().min(1), env.GITOPS_REPO ?? path.join(dataDir, "gitops.git"));
   const rolloutWaves = parseWaves(env.STACKRAIL_ROLLOUT_WAVES ?? "eu-west-1;eu-central-1,us-east-1");
   return {
     port,
@@ -213,7 +220,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     pulumiBackendUrl: backend,
     pulumiPassphrase: passphrase,
     target: field("STACKRAIL_TARGET", z.enum(["local", "aws"], { message: "must be local or aws" }), env.STACKRAIL_TARGET ?? "local"),
-    gitopsRepo: field("GITOPS_REPO", z.string().min(1), env.GITOPS_REPO ?? path.join(dataDir, "gitops.git")),
+    gitopsRepo,
+    gitopsMode: parseGitopsMode(env.GITOPS_MODE, gitopsRepo),
     github,
     githubApiUrl: field("GITHUB_API_URL", urlWith(["https:", "http:"]), env.GITHUB_API_URL ?? "https://api.github.com").replace(/\/$/, ""),
     localMysqlUrl: field("LOCAL_MYSQL_URL", urlWith(["mysql:"]), env.LOCAL_MYSQL_URL ?? "mysql://root@127.0.0.1:3306"),
@@ -370,6 +378,18 @@ function parseApprovalWaves(raw: string | undefined, waveCount: number): number[
     waves.add(n);
   }
   return [...waves].sort((a, b) => a - b);
+}
+
+/**
+ * `direct` (the default) or `pr`. Pull requests exist on GitHub only: `pr` with any other
+ * GITOPS_REPO is refused rather than silently committing directly.
+ */
+function parseGitopsMode(raw: string | undefined, gitopsRepo: string): "direct" | "pr" {
+  const mode = field("GITOPS_MODE", z.enum(["direct", "pr"], { message: "must be direct or pr" }), raw === undefined || raw === "" ? "direct" : raw);
+  if (mode === "pr" && !gitopsRepo.startsWith("github:")) {
+    throw new ConfigError("GITOPS_MODE", "pr needs a GitHub GitOps repository: set GITOPS_REPO=github:OWNER/REPO[@BRANCH]");
+  }
+  return mode;
 }
 
 /** Both or neither: a server without a token (or the reverse) is a half-made configuration. */

@@ -119,8 +119,8 @@ export type JobKind = JobData["kind"];
  */
 export const JOB_KINDS: readonly JobKind[] = jobDataSchema.options.map((o) => o.shape.kind.value);
 
-/** States a job shows in `GET /v1/jobs/:id` (brief + issue 4). */
-export type JobState = "waiting" | "running" | "succeeded" | "failed" | "superseded" | "cancelled";
+/** States a job shows in `GET /v1/jobs/:id` (brief + issue 4); `awaiting-approval`: a release wave waits for its approval (issue 13). */
+export type JobState = "waiting" | "running" | "awaiting-approval" | "succeeded" | "failed" | "superseded" | "cancelled";
 
 /** The one BullMQ queue every job goes through; per-stack lanes order jobs inside it. */
 export const JOBS_QUEUE = "jobs";

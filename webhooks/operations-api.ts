@@ -1,5 +1,6 @@
-// Operator routes: cancel a job, the dead-letter list and its retry, the audit trail, and the
-// queue dashboard (@bull-board, read-only) under /admin/queues — all behind the API tokens.
+// Operator routes: the job list and job logs (jobs-api.ts), cancel a job, the dead-letter list and
+// its retry, the audit trail, and the queue dashboard (@bull-board, read-only) under
+// /admin/queues — all behind the API tokens.
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
@@ -12,10 +13,13 @@ import type { DeadLetters } from "../worker/dead-letters.ts";
 import { createGitOpsWriter } from "../worker/gitops/writer-factory.ts";
 import type { GitOpsWriter } from "../worker/gitops/writer.ts";
 import { cancelKey } from "../worker/job-control.ts";
+import { JobIndex } from "../worker/job-index.ts";
+import { RedisJobLogStore } from "../worker/job-logs.ts";
 import { auditAndRecord } from "../worker/orphans/audit.ts";
 import { readOrphanCounts } from "../worker/orphans/last-audit.ts";
 import type { OrphanReport, OrphanScope } from "../worker/orphans/types.ts";
 import { JobQueue, type JobView } from "../worker/queue.ts";
+import { registerJobsApi } from "./jobs-api.ts";
 import { authenticate } from "./tenant-api.ts";
 
 const JOB_ID = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -74,14 +78,21 @@ export function auditEntry(view: JobView): Record<string, unknown> {
 export async function registerOperationsApi(app: FastifyInstance, deps: OperationsDeps): Promise<void> {
   const { config, queue } = deps;
 
-  // The audit reads many keys: its own connection, without the edge's fail-fast command limit, made
-  // on first use (a scrape of the gauge or an audit) and closed with the app.
-  let audit: { redis: Redis; queue: JobQueue } | undefined;
-  const auditConnection = (): { redis: Redis; queue: JobQueue } => {
+  // The audit, the job list and job logs read many keys: their own connection, without the edge's
+  // fail-fast command limit, made on first use (a scrape of the gauge, an audit, a list) and closed
+  // with the app.
+  type Reader = { redis: Redis; queue: JobQueue; logs: RedisJobLogStore; index: JobIndex };
+  let audit: Reader | undefined;
+  const auditConnection = (): Reader => {
     if (!audit) {
       const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, connectTimeout: 5_000 });
       redis.on("error", () => undefined);
-      audit = { redis, queue: new JobQueue({ connection: redis, prefix: config.queuePrefix }) };
+      audit = {
+        redis,
+        queue: new JobQueue({ connection: redis, prefix: config.queuePrefix }),
+        logs: new RedisJobLogStore(redis, config.queuePrefix),
+        index: new JobIndex(redis, config.queuePrefix),
+      };
     }
     return audit;
   };
@@ -112,6 +123,14 @@ export async function registerOperationsApi(app: FastifyInstance, deps: Operatio
         return;
       }
       done();
+    });
+
+    // Job views through the edge's queue client (it scrubs them); index and logs on the reader connection.
+    registerJobsApi(scope, {
+      reader: () => {
+        const { logs, index } = auditConnection();
+        return { queue, logs, index };
+      },
     });
 
     scope.post<{ Params: { id: string } }>("/v1/jobs/:id/cancel", async (req, reply) => {

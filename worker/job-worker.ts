@@ -9,6 +9,8 @@ import type { z } from "zod";
 import { JOB_KINDS, JOBS_QUEUE, jobDataSchema, type JobData, type JobKind } from "../core/jobs.ts";
 import type { Logger, SecretScrubber } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
+import { JobIndex } from "./job-index.ts";
+import { jobLogWriter, RedisJobLogStore, runWithJobLog, type JobLogStore } from "./job-logs.ts";
 import { runInJobScope } from "./job-scope.ts";
 import { jobFlow, type JobFlow } from "./job-flow.ts";
 
@@ -140,6 +142,8 @@ export interface JobWorkerDeps {
   readonly busyBackoff?: BusyBackoff;
   /** How often a running job checks that its record still exists (a Redis restart may lose it). */
   readonly recordCheckMs?: number;
+  /** Where each job's full log goes (engine output and progress lines); default Redis, beside the queue. */
+  readonly jobLogs?: JobLogStore;
 }
 
 export interface JobWorker {
@@ -165,6 +169,8 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
   const busyWaits = counter(deps.metrics, "stackrail_stack_busy_waits_total", "Times a job waited for a stack locked by a live process");
   const jobKey = (jobId: string): string => `${deps.prefix}:${JOBS_QUEUE}:${jobId}`;
   const running = new Map<string, AbortController>();
+  const jobLogs = deps.jobLogs ?? new RedisJobLogStore(deps.connection, deps.prefix);
+  const jobIndex = new JobIndex(deps.connection, deps.prefix);
   const extraKinds = deps.extraKinds ?? {};
   for (const name of Object.keys(extraKinds)) {
     if ((JOB_KINDS as readonly string[]).includes(name)) throw new TypeError(`extra job kind ${name} would shadow a lifecycle kind`);
@@ -206,6 +212,8 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       kind: (job.data as { kind?: string }).kind,
       ...(trigger?.type === "webhook" && trigger.deliveryId ? { deliveryId: trigger.deliveryId } : {}),
     });
+    // GET /v1/jobs lists jobs from this index; the edge's sweep adds jobs that have not run yet.
+    await jobIndex.add(job).catch((err: unknown) => log.warn({ err }, "could not index the job for the job list"));
     let prepared: ReturnType<typeof prepare>;
     try {
       prepared = prepare(job);
@@ -255,10 +263,19 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
         () => undefined,
       );
     }, deps.recordCheckMs ?? 1_000);
+    const jobLog = jobLogWriter(jobLogs, jobId, {
+      scrubber: deps.scrubber,
+      onError: (err) => {
+        progressFailures.inc({ reason: "job_log" });
+        log.warn({ err }, "could not write to the job's log");
+      },
+    });
+    jobLog.progress(`attempt ${job.attemptsMade + 1} of ${job.opts.attempts ?? 1} started`);
     const progress = async (line: string): Promise<void> => {
       const clean = deps.scrubber.scrub(line);
       log.info({ line: clean }, "progress");
       if (lost) return;
+      jobLog.progress(line);
       try {
         await job.log(clean);
       } catch (err) {
@@ -298,14 +315,16 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       log.info({ stack, attempt: job.attemptsMade + 1 }, "job started");
       deps.metrics.jobsTotal.inc({ kind, state: "running" });
       const result = await runInJobScope({ jobId }, () =>
-        prepared.run({
-          jobId,
-          attempt: job.attemptsMade + 1,
-          signal: controller.signal,
-          logger: log,
-          progress,
-          flow: jobFlow(job, token),
-        }),
+        runWithJobLog(jobLog, () =>
+          prepared.run({
+            jobId,
+            attempt: job.attemptsMade + 1,
+            signal: controller.signal,
+            logger: log,
+            progress,
+            flow: jobFlow(job, token),
+          }),
+        ),
       );
       // A job without a record cannot complete (BullMQ would stop its worker over the missing key):
       // a handler that finished regardless ends as lost.
@@ -314,6 +333,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
         throw controller.signal.reason instanceof JobLostError ? controller.signal.reason : new JobLostError("the job's record is gone");
       }
       deps.metrics.jobsTotal.inc({ kind, state: "succeeded" });
+      jobLog.progress("job succeeded");
       log.info("job succeeded");
       return deps.scrubber.scrubValue(result);
     } catch (thrown) {
@@ -355,6 +375,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       if (fate === "retry" && job.attemptsMade + 1 < (job.opts.attempts ?? 1)) {
         // Keep our place at the head of the lane so the retry runs before later jobs of the stack.
         releaseLane = false;
+        jobLog.progress(`attempt failed, will retry: ${reason}`);
         log.warn({ reason }, "job failed, will retry");
         throw new Error(reason, { cause: thrown });
       }
@@ -363,9 +384,12 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       if (state === "cancelled") await deps.lanes.markCancelled(jobId);
       // Transient failures that used up their retries wait in the dead-letter list for an operator.
       else if (fate === "retry") await deps.deadLetters?.add(jobId, reason);
+      jobLog.progress(`job ${state}: ${reason}`);
       log.error({ reason }, "job failed");
       throw new UnrecoverableError(reason);
     } finally {
+      // Stored before BullMQ records the end: a reader that sees the job final has its whole log.
+      await jobLog.flush();
       clearTimeout(timeout);
       clearInterval(recordCheck);
       if (renewer) clearInterval(renewer);

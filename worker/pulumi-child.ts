@@ -23,13 +23,14 @@ import {
   type ResourceDiff,
   type StackOperationRequest,
 } from "./pulumi-protocol.ts";
+import type { EngineOutputMessage } from "./pulumi-output.ts";
 
 // Everything this process and the engine, plugins and language host it starts write (the file
 // backend's state and its backups, workspaces, the engine's home and logs, tenant directories)
 // is for this user only (issue 11, finding 12): 0700 directories, 0600 files.
 process.umask(0o077);
 
-const send = (message: ChildMessage): void => {
+const send = (message: ChildMessage | EngineOutputMessage): void => {
   // After the parent is gone there is nobody to tell; a send on a closed channel would throw.
   if (process.connected) process.send?.(message);
 };
@@ -246,7 +247,7 @@ async function resolvePendingOperations(
   stack: Stack,
   request: StackOperationRequest,
   settings: ChildSettings,
-  common: { onEvent: (e: EngineEvent) => void; signal: AbortSignal },
+  common: { onEvent: (e: EngineEvent) => void; onOutput: (text: string) => void; onError: (text: string) => void; signal: AbortSignal },
 ): Promise<void> {
   const pending = await pendingOperations(stack, request, settings);
   if (pending === 0) return;
@@ -268,7 +269,9 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
     const message = describeEvent(event, violations);
     if (message) send(message);
   };
-  const common = { onEvent, signal: abort.signal, color: "never" as const };
+  // The engine's own output, as the CLI prints it: the job's full log (worker/job-logs.ts).
+  const onOutput = (text: string): void => send({ type: "output", text });
+  const common = { onEvent, onOutput, onError: onOutput, signal: abort.signal, color: "never" as const };
   try {
     // A drift check writes nothing, not even the resolution of pending operations.
     if (request.operation !== "preview" && request.operation !== "drift") {

@@ -13,7 +13,9 @@ import path from "node:path";
 import { PROJECT_ROOT, type EngineLocation } from "../core/engine.ts";
 import { CancelledError, OperationTimeoutError, PolicyViolationError, ProgramError, StackLockedError, StackrailError, TransientError } from "../core/errors.ts";
 import { STACK_NAME_PATTERN } from "../core/ids.ts";
+import { currentJobLog } from "./job-logs.ts";
 import { currentJobScope } from "./job-scope.ts";
+import { isEngineOutput, type EngineOutputMessage } from "./pulumi-output.ts";
 import {
   PARENT_PING_MS,
   type ChildMessage,
@@ -46,6 +48,11 @@ export interface RunnerSettings {
 
 export interface RunOptions {
   readonly onProgress?: (line: string) => void;
+  /**
+   * The engine's own output, in chunks as it prints it (not only whole lines). Defaults to the
+   * running job's log (worker/job-logs.ts), so every handler's operations land there.
+   */
+  readonly onOutput?: (text: string) => void;
   /** Aborting cancels the operation; `signal.reason` may be an OperationTimeoutError. */
   readonly signal?: AbortSignal;
   /** The job the operation belongs to (recorded as the stack's holder); defaults to the current job scope. */
@@ -245,7 +252,13 @@ export class PulumiRunner implements StackRunner {
       }
       options.signal?.addEventListener("abort", onAbort, { once: true });
 
-      child.on("message", (message: ChildMessage) => {
+      const jobLog = currentJobLog();
+      const sink = options.onOutput ?? (jobLog ? (text: string) => jobLog.output(text) : undefined);
+      child.on("message", (message: ChildMessage | EngineOutputMessage) => {
+        if (isEngineOutput(message)) {
+          sink?.(message.text);
+          return;
+        }
         switch (message.type) {
           case "progress":
             if (message.applied) applied[message.applied.op] = (applied[message.applied.op] ?? 0) + 1;

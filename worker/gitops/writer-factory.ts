@@ -1,5 +1,6 @@
 // Picks the GitOps writer from GITOPS_REPO: `github:OWNER/REPO[@BRANCH]` → the GitHub git data
-// API; anything else (a path, a file:// / https:// / ssh URL) → the system git.
+// API; anything else (a path, a file:// / https:// / ssh URL) → the system git. GITOPS_MODE=pr
+// makes the GitHub writer open a pull request per subject instead of pushing to the branch.
 import type { Config } from "../../core/config.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { publicUrl } from "../../core/urls.ts";
@@ -40,7 +41,7 @@ export interface GitOpsWriterDeps {
   now?: () => Date;
   /** SecretScrubber.scrub of the process: a change holding a known secret value is refused. */
   scrub?: (text: string) => string;
-  /** `pull-request` opens/updates a PR per subject instead of pushing (GitHub only). */
+  /** `pull-request` opens/updates a PR per subject instead of pushing (GitHub only); defaults to GITOPS_MODE. */
   mode?: "push" | "pull-request";
   /** An already-built client (tests, or shared with feedback); otherwise built from config. */
   client?: GitHubClient;
@@ -48,12 +49,21 @@ export interface GitOpsWriterDeps {
   clientOptions?: { retryAfterBaseMs?: number; spaceWrites?: boolean };
 }
 
+/** The writer's mode for GITOPS_MODE (`direct` unless configured). */
+export function writerMode(gitopsMode: Config["gitopsMode"] | undefined): "push" | "pull-request" {
+  return gitopsMode === "pr" ? "pull-request" : "push";
+}
+
 export async function createGitOpsWriter(
-  config: Pick<Config, "gitopsRepo" | "dataDir" | "github" | "githubApiUrl">,
+  config: Pick<Config, "gitopsRepo" | "dataDir" | "github" | "githubApiUrl"> & Partial<Pick<Config, "gitopsMode">>,
   deps: GitOpsWriterDeps = {},
 ): Promise<GitOpsWriter> {
   const target = parseGitHubTarget(config.gitopsRepo);
+  const mode = deps.mode ?? writerMode(config.gitopsMode);
   if (target === null) {
+    // loadConfig refuses this combination; a hand-built configuration must not commit directly
+    // when it asked for review.
+    if (mode === "pull-request") throw new ConfigError("GITOPS_MODE", "pr needs a GitHub GitOps repository: set GITOPS_REPO=github:OWNER/REPO[@BRANCH]");
     return new LocalGitWriter({
       repo: config.gitopsRepo,
       dataDir: config.dataDir,
@@ -81,7 +91,7 @@ export async function createGitOpsWriter(
     repo: target.repo,
     branch: target.branch,
     webUrl: githubWebUrl(config.githubApiUrl),
-    mode: deps.mode ?? "push",
+    mode,
     ...(deps.logger ? { logger: deps.logger } : {}),
     ...(deps.validator ? { validator: deps.validator } : {}),
     ...(deps.scrub ? { scrub: deps.scrub } : {}),
