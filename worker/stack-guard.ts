@@ -13,9 +13,10 @@
 // in the job's progress for an operator to remove.
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import path from "node:path";
 import type { Redis } from "ioredis";
 import { StackLockedError, TransientError, type StackLockHolder } from "../core/errors.ts";
-import type { StackLock, StackLockStore } from "./stack-locks.ts";
+import { abandonedWrite, INCOMPLETE_LOCK_STALE_MS, type StackLock, type StackLockStore } from "./stack-locks.ts";
 import { stackOwnerKey, workerKey, OWNER_RECORD_TTL_S, type StackOwnerRecord, type WorkerIdentity, type WorkerPresence } from "./worker-identity.ts";
 
 export interface ClaimContext {
@@ -80,6 +81,9 @@ function ownerHolder(owner: StackOwnerRecord): StackLockHolder {
   };
 }
 
+const abandonedWriteLine = (lock: StackLock): string =>
+  `removed an incomplete lock file ${path.basename(lock.location)}: a lock write cut short (a full disk, a killed process), which the engine would refuse to read`;
+
 const sameHostGone = (lock: StackLock, host: string): boolean => lock.hostname === host && lock.pid !== undefined && !processAlive(lock.pid);
 
 function busy(stack: string, holder: StackLockHolder, retryAfterMs?: number): StackLockedError {
@@ -94,11 +98,11 @@ export function localStackGuard(store: StackLockStore, host: string = hostname()
   return {
     async claim({ projectName, stack }, context) {
       const locks = (await store.list(projectName, stack)) ?? [];
-      const live = locks.find((l) => !sameHostGone(l, host));
-      if (live) throw busy(stack, lockHolder(live));
+      const live = locks.find((l) => !sameHostGone(l, host) && !abandonedWrite(l));
+      if (live) throw busy(stack, lockHolder(live), live.incomplete ? INCOMPLETE_LOCK_STALE_MS : undefined);
       for (const lock of locks) {
         await store.clear(lock);
-        context.progress(`cleared a stale lock left by process ${lock.pid ?? "?"}, which is gone`);
+        context.progress(lock.incomplete ? abandonedWriteLine(lock) : `cleared a stale lock left by process ${lock.pid ?? "?"}, which is gone`);
       }
       return { started: () => undefined, release: () => Promise.resolve() };
     },
@@ -270,12 +274,16 @@ export class RedisStackGuard implements StackGuard {
       }
       return;
     }
-    const clearable = (lock: StackLock): "pid" | "identity" | undefined =>
-      sameHostGone(lock, host) ? "pid" : deadOwner && writtenDuring(lock, deadOwner) ? "identity" : undefined;
+    const clearable = (lock: StackLock): "pid" | "identity" | "abandoned" | undefined =>
+      abandonedWrite(lock) ? "abandoned" : sameHostGone(lock, host) ? "pid" : deadOwner && writtenDuring(lock, deadOwner) ? "identity" : undefined;
     const live = locks.find((l) => clearable(l) === undefined);
-    if (live) throw busy(stack, lockHolder(live));
+    if (live) throw busy(stack, lockHolder(live), live.incomplete ? INCOMPLETE_LOCK_STALE_MS : undefined);
     for (const lock of locks) {
       await this.#store.clear(lock);
+      if (clearable(lock) === "abandoned") {
+        context.progress(abandonedWriteLine(lock));
+        continue;
+      }
       const owner = deadOwner ? ` (worker ${deadOwner.workerId} on ${deadOwner.host}, job ${deadOwner.jobId || "(none)"})` : "";
       context.progress(
         clearable(lock) === "pid"

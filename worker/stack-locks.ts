@@ -8,7 +8,7 @@
 // neither read nor cleared (the engine still refuses to run on a locked stack, and the job waits).
 // The Pulumi Cloud backend (https://) manages its own update leases and has no lock objects.
 import { existsSync } from "node:fs";
-import { readdir, readFile, rm } from "node:fs/promises";
+import { readdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -21,6 +21,21 @@ export interface StackLock {
   readonly username: string | undefined;
   /** When it was written (ms since the epoch), by the writer's clock. */
   readonly timestamp: number | undefined;
+  /**
+   * A lock write that never completed: the backend writes `<uuid>.json.<random>.tmp` and renames it
+   * into place, so a writer cut off in between (a full disk, a kill) leaves a temp file that the
+   * engine then reads as a lock and fails on ("unexpected end of JSON input"). Its timestamp is the
+   * file's modification time.
+   */
+  readonly incomplete?: boolean;
+}
+
+/** A lock write takes milliseconds: an incomplete one older than this was abandoned by its writer. */
+export const INCOMPLETE_LOCK_STALE_MS = 10_000;
+
+/** Whether a lock is the remains of an abandoned write, safe to remove whoever wrote it. */
+export function abandonedWrite(lock: StackLock, now: number = Date.now()): boolean {
+  return lock.incomplete === true && now - (lock.timestamp ?? 0) >= INCOMPLETE_LOCK_STALE_MS;
 }
 
 export interface StackLockStore {
@@ -67,7 +82,13 @@ export function fileLockStore(backendUrl: string): StackLockStore {
       const d = dir(project, stack);
       if (!existsSync(d)) return [];
       const out: StackLock[] = [];
-      for (const name of (await readdir(d)).filter((f) => f.endsWith(".json"))) {
+      const names = await readdir(d);
+      for (const name of names.filter((f) => /\.json\.[^/]*\.tmp$/.test(f))) {
+        const file = path.join(d, name);
+        const info = await stat(file).catch(() => null);
+        if (info) out.push({ location: file, pid: undefined, hostname: undefined, username: undefined, timestamp: info.mtimeMs, incomplete: true });
+      }
+      for (const name of names.filter((f) => f.endsWith(".json"))) {
         const file = path.join(d, name);
         // A lock removed between the listing and the read was released meanwhile.
         const text = await readFile(file, "utf8").catch(() => null);

@@ -1,6 +1,7 @@
 // Runs the system `git` with an argument vector (never a shell), a clean environment and no
 // prompts. Shared by the local GitOps writer and the GitHub test double.
 import { spawn } from "node:child_process";
+import { TransientError } from "../../core/errors.ts";
 import { stripUrlCredentials } from "../../core/urls.ts";
 
 export interface GitOptions {
@@ -54,7 +55,13 @@ export function runGit(args: readonly string[], options: GitOptions = {}): Promi
     child.stdout.on("data", (d: Buffer) => out.push(d));
     child.stderr.on("data", (d: Buffer) => err.push(d));
     child.on("error", reject);
-    child.on("close", (code) => {
+    child.on("close", (code, signal) => {
+      // Killed (out of memory, an operator, a shutdown): nothing about the command was wrong, so
+      // the job that ran it may try again; git leaves its repository consistent when killed.
+      if (signal !== null) {
+        reject(new TransientError(`git ${args[0] ?? ""} was killed by ${signal}`));
+        return;
+      }
       const result = { stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), code: code ?? -1 };
       if (result.code === 0 || options.okCodes?.includes(result.code)) resolve(result);
       else reject(new GitCommandError(args, result.code, result.stderr));

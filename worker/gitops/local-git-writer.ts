@@ -5,7 +5,7 @@
 // re-applies the change, a bounded number of times, so concurrent jobs never lose a file and
 // never corrupt the repository.
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync, type Dirent } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -55,6 +55,23 @@ function assertPrefix(prefix: string): string {
   const p = prefix.replace(/\/+$/, "");
   if (p !== "" && !/^(tenants|previews|regions)(\/[a-z0-9][a-z0-9.-]*)*$/.test(p)) throw new ValidationError("prefix", "must be a folder of the GitOps layout");
   return p;
+}
+
+/** Git holds a ref lock for milliseconds; a lock this old was left by a killed git. */
+const STALE_REF_LOCK_MS = 10_000;
+
+function lockFilesUnder(dir: string): string[] {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries.flatMap((e) => {
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) return lockFilesUnder(full);
+    return e.name.endsWith(".lock") ? [full] : [];
+  });
 }
 
 export class LocalGitWriter implements GitOpsWriter {
@@ -173,14 +190,38 @@ export class LocalGitWriter implements GitOpsWriter {
   }
 
   async #fetch(): Promise<void> {
+    await this.#clearStaleRefLocks();
     const res = await runGit(["fetch", "--quiet", "--no-tags", "origin", `+refs/heads/${this.#branch}:refs/remotes/origin/${this.#branch}`], {
       gitDir: this.#gitDir,
       env: this.#remoteEnv(),
-      okCodes: [128],
+      // 1: a local failure such as a locked ref; 128: remote trouble. Both pass: the job retries.
+      okCodes: [1, 128],
     });
     // An empty remote has no branch yet: the first commit creates it.
     if (res.code !== 0 && !/couldn't find remote ref/i.test(res.stderr))
       throw new TransientError(`fetching the GitOps repository failed: ${new GitCommandError(["fetch"], res.code, res.stderr).message}`);
+  }
+
+  /**
+   * A git killed between taking a ref lock and renaming it into place leaves `<ref>.lock` behind,
+   * and every later fetch of that ref fails ("cannot lock ref"). Git holds such a lock for
+   * milliseconds, so one older than STALE_REF_LOCK_MS belongs to no live process: remove it.
+   */
+  async #clearStaleRefLocks(): Promise<void> {
+    const gitDir = this.#gitDir;
+    const candidates = [path.join(gitDir, "packed-refs.lock"), path.join(gitDir, "HEAD.lock"), ...lockFilesUnder(path.join(gitDir, "refs"))];
+    const now = Date.now();
+    for (const file of candidates) {
+      let age: number;
+      try {
+        age = now - statSync(file).mtimeMs;
+      } catch {
+        continue;
+      }
+      if (age < STALE_REF_LOCK_MS) continue;
+      await rm(file, { force: true });
+      this.#logger?.warn({ file: path.relative(gitDir, file), ageMs: Math.round(age) }, "removed a stale git ref lock from the GitOps clone");
+    }
   }
 
   async #head(): Promise<string | null> {
@@ -253,7 +294,11 @@ export class LocalGitWriter implements GitOpsWriter {
         okCodes: [1],
       });
       if (res.code === 0) {
-        await git(["update-ref", this.#ref, built.commit], { gitDir: this.#gitDir });
+        // The commit is published. The remote-tracking ref is only this clone's cache of the
+        // remote (the next fetch refreshes it), so failing to move it must not fail the job.
+        await runGit(["update-ref", this.#ref, built.commit], { gitDir: this.#gitDir }).catch((err: unknown) =>
+          this.#logger?.warn({ jobId: change.jobId, err }, "pushed, but could not update the clone's tracking ref"),
+        );
         this.#logger?.info({ jobId: change.jobId, sha: built.commit, changed: built.changed }, "gitops commit pushed");
         return { sha: built.commit, changed: built.changed };
       }
