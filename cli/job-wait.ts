@@ -6,7 +6,9 @@ import type { JobState } from "../core/jobs.ts";
 import { ApiError, type ApiClient } from "./api-client.ts";
 import { EXIT_FAILED, EXIT_OK } from "./exit-codes.ts";
 
-const JOB_STATES = ["waiting", "running", "succeeded", "failed", "superseded", "cancelled"] as const satisfies readonly JobState[];
+// Every state the API shows, so that a CLI never refuses a view for a state it does not know
+// (`awaiting-approval`: a release wave waits for its approval; not final).
+const JOB_STATES = ["waiting", "running", "awaiting-approval", "succeeded", "failed", "superseded", "cancelled"] as const satisfies readonly JobState[];
 
 /** The fields of `GET /v1/jobs/:id` the CLI shows; anything else passes through to --json. */
 export const jobViewSchema = z.looseObject({

@@ -34,7 +34,7 @@ interface WaitOptions {
   timeout?: string;
 }
 
-const JOB_STATES = ["waiting", "running", "succeeded", "failed", "superseded", "cancelled"] as const satisfies readonly JobState[];
+const JOB_STATES = ["waiting", "running", "awaiting-approval", "succeeded", "failed", "superseded", "cancelled"] as const satisfies readonly JobState[];
 
 const tenantSchema = z.looseObject({
   id: z.string(),
