@@ -115,7 +115,7 @@ export function registerJobsApi(app: FastifyInstance, deps: JobsApiDeps): void {
         exhausted = true;
         break;
       }
-      const views = await Promise.all(batch.map((e) => queue.getJobView(e.id)));
+      const views = await Promise.all(batch.map((e) => queue.getJobView(e.id, { progress: false })));
       const gone: string[] = [];
       for (const [i, entry] of batch.entries()) {
         looked += 1;

@@ -249,7 +249,7 @@ export class JobQueue {
   }
 
   /** The API's view of a job, or null when no such job exists (or its record expired). */
-  async getJobView(id: string): Promise<JobView | null> {
+  async getJobView(id: string, options: { readonly progress?: boolean } = {}): Promise<JobView | null> {
     if (!JOB_ID_PATTERN.test(id)) return null;
     // State first, then the record: the record is then at least as new as the state (a job seen as
     // running always has its start time, a succeeded one its result).
@@ -257,7 +257,11 @@ export class JobQueue {
     if (bullState === "unknown") return null;
     const job = await Job.fromId<Record<string, unknown>, unknown>(this.queue, id);
     if (!job) return null;
-    const [meta, logs] = await Promise.all([this.lanes.meta(id), this.queue.getJobLogs(id, 0, 499, true)]);
+    // A list page shows no progress lines: reading 500 of them per listed job would be thrown away.
+    const [meta, logs] = await Promise.all([
+      this.lanes.meta(id),
+      options.progress === false ? Promise.resolve({ logs: [] as string[], count: 0 }) : this.queue.getJobLogs(id, 0, 499, true),
+    ]);
 
     // A rollout that handed over to a newer release at a wave boundary completed as superseded.
     const handedOver = (job.returnvalue as { supersededBy?: unknown } | null | undefined)?.supersededBy;
