@@ -84,6 +84,8 @@ export const jobDataSchema = z.discriminatedUnion("kind", [
     ref: z.string().max(255).optional(),
     /** The stopped rollout (failed or cancelled) this one resumes: `POST /v1/releases/:jobId/resume`. */
     resumes: jobIdSchema.optional(),
+    /** The repository and commit a push or release webhook came from: where the rollout reports on GitHub. */
+    source: z.object({ repo: repoRefSchema, sha: gitShaSchema }).optional(),
   }),
   /**
    * One tenant's step of a rollout wave: `up` of the tenant's stack at the version, then its health
@@ -101,6 +103,27 @@ export const jobDataSchema = z.discriminatedUnion("kind", [
     version: versionSchema,
     /** The wave stops starting steps once this many of its tenants failed (STACKRAIL_WAVE_MAX_FAILURES when the wave began). */
     maxFailures: z.number().int().min(1).max(1_000_000),
+    /** `plan`: only a preview of the tenant stack at the version, for the rollout plan; `apply`: the `up`. */
+    mode: z.enum(["plan", "apply"]).default("apply"),
+    /** Digest of the approved infrastructure diff: the step previews first and applies only that diff. */
+    approvedDigest: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
+  }),
+  /**
+   * A `/stackrail approve` or `/stackrail reject` comment on a pull request: the worker checks the
+   * commenter's permission through the GitHub API and decides the release waiting for the PR's commit.
+   */
+  z.object({
+    kind: z.literal("release.command"),
+    ...base,
+    repo: repoRefSchema,
+    pr: prNumberSchema,
+    command: z.enum(["approve", "reject"]),
+    login: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$/),
+    /** Free text after `/stackrail reject`: carried as inert data into the job's record. */
+    reason: z.string().max(300).optional(),
   }),
   z.object({
     kind: z.literal("comment.refusal"),

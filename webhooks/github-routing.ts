@@ -39,6 +39,8 @@ export interface RouteContext {
 
 const ALLOWED_ASSOCIATIONS = new Set(["OWNER", "MEMBER", "COLLABORATOR"]);
 const COMMAND = /^[ \t]*\/stackrail[ \t]+(preview|up|destroy)[ \t]*$/m;
+/** `/stackrail approve`, `/stackrail reject [reason]`: decide the release of the PR's commit. */
+const RELEASE_COMMAND = /^[ \t]*\/stackrail[ \t]+(approve|reject)(?:[ \t]+([^\r\n]{1,300}?))?[ \t]*$/m;
 const TITLE_MAX = 1024;
 const ZERO_SHA = /^0{40}$/;
 
@@ -74,7 +76,11 @@ const pushEventSchema = z.object({
   ref: z.string().max(4096),
   after: z.string().max(64),
   deleted: z.boolean().optional(),
-  repository: z.object({ default_branch: z.string().max(4096) }),
+  repository: z.object({
+    default_branch: z.string().max(4096),
+    name: z.string().max(100).optional(),
+    owner: z.object({ login: z.string().max(100).optional(), name: z.string().max(100).nullish() }).optional(),
+  }),
   sender: senderSchema,
   commits: z
     .array(
@@ -90,8 +96,21 @@ const pushEventSchema = z.object({
 const releaseEventSchema = z.object({
   action: z.string().max(64),
   sender: senderSchema,
-  release: z.object({ tag_name: z.string().max(4096), draft: z.boolean().optional(), prerelease: z.boolean().optional() }),
+  repository: z.object({ name: z.string().max(100), owner: z.object({ login: z.string().max(100) }) }).optional(),
+  release: z.object({
+    tag_name: z.string().max(4096),
+    draft: z.boolean().optional(),
+    prerelease: z.boolean().optional(),
+    target_commitish: z.string().max(4096).optional(),
+  }),
 });
+
+/** Where a release reports on GitHub: the repository and commit, when the payload names both validly. */
+function releaseSource(owner: string | undefined, name: string | undefined, sha: string | undefined): { source: { repo: RepoRef; sha: string } } | object {
+  const repo = repoRefSchema.safeParse({ owner, name });
+  const commit = gitShaSchema.safeParse(sha);
+  return repo.success && commit.success ? { source: { repo: repo.data, sha: commit.data } } : {};
+}
 
 const issueCommentEventSchema = z.object({
   action: z.string().max(64),
@@ -213,8 +232,20 @@ export async function routeGitHubEvent(event: string, payload: unknown, ctx: Rou
       const files = p.commits.flatMap((c) => [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])]);
       if (!files.some((f) => matchesDeployPath(f, ctx.deployPaths))) return { jobs: [], ignored: "no deployable path changed" };
       const ref = p.ref.length <= 255 ? p.ref : undefined;
+      const owner = p.repository.owner?.login ?? p.repository.owner?.name ?? undefined;
       return {
-        jobs: [{ data: { kind: "release.rollout", ...base, trigger: trigger(ctx, event, p.sender?.login), version: sha.data, ...(ref ? { ref } : {}) } }],
+        jobs: [
+          {
+            data: {
+              kind: "release.rollout",
+              ...base,
+              trigger: trigger(ctx, event, p.sender?.login),
+              version: sha.data,
+              ...(ref ? { ref } : {}),
+              ...releaseSource(owner, p.repository.name, sha.data),
+            },
+          },
+        ],
       };
     }
     case "release": {
@@ -225,7 +256,19 @@ export async function routeGitHubEvent(event: string, payload: unknown, ctx: Rou
       if (!version.success) return { jobs: [], ignored: "release tag is not a deployable version (1.2.3 or v1.2.3)" };
       const tag = p.release.tag_name;
       return {
-        jobs: [{ data: { kind: "release.rollout", ...base, trigger: trigger(ctx, event, p.sender?.login), version: version.data, ref: `refs/tags/${tag}` } }],
+        jobs: [
+          {
+            data: {
+              kind: "release.rollout",
+              ...base,
+              trigger: trigger(ctx, event, p.sender?.login),
+              version: version.data,
+              ref: `refs/tags/${tag}`,
+              // Only a target given as a commit names the release commit; a branch name would move.
+              ...releaseSource(p.repository?.owner.login, p.repository?.name, p.release.target_commitish),
+            },
+          },
+        ],
       };
     }
     case "issue_comment": {
@@ -234,6 +277,34 @@ export async function routeGitHubEvent(event: string, payload: unknown, ctx: Rou
       if (!p.issue.pull_request) return { jobs: [], ignored: "comment is not on a pull request" };
       // Stackrail's own comments (and other bots') never run commands: no loops, no bot-driven deploys.
       if (p.comment.user.type === "Bot") return { jobs: [], ignored: "comment by a bot" };
+      const release = RELEASE_COMMAND.exec(p.comment.body ?? "");
+      if (release) {
+        const repo = repoRef(p.repository);
+        const t = trigger(ctx, event, p.comment.user.login);
+        const command = release[1] as "approve" | "reject";
+        if (!ALLOWED_ASSOCIATIONS.has(p.comment.author_association)) {
+          const reason = `only repository owners, members and collaborators may ${command} a release`;
+          return { jobs: [{ data: { kind: "comment.refusal", ...base, trigger: t, repo, pr: p.issue.number, reason } }] };
+        }
+        // The permission is checked through the GitHub API by the job, not only from the payload.
+        const reason = release[2]?.trim();
+        return {
+          jobs: [
+            {
+              data: {
+                kind: "release.command",
+                ...base,
+                trigger: t,
+                repo,
+                pr: p.issue.number,
+                command,
+                login: p.comment.user.login,
+                ...(command === "reject" && reason ? { reason } : {}),
+              },
+            },
+          ],
+        };
+      }
       const match = COMMAND.exec(p.comment.body ?? "");
       if (!match) return { jobs: [], ignored: "comment carries no /stackrail command" };
       const command = match[1] as "preview" | "up" | "destroy";

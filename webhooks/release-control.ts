@@ -1,19 +1,100 @@
-// Pause and resume a release rollout: POST /v1/releases/:jobId/pause|resume.
+// Control of a release rollout: its plan (GET /v1/releases/:jobId/plan), the approval or rejection
+// of the wave it waits on (POST …/approve|reject: the approver is the token's name, audited in the
+// job's log and the plan), and pause and resume (POST …/pause|resume).
 // Pause only sets a flag: the rollout starts no new tenant step and stops at the wave's end (steps
 // already running finish). Resume of a paused rollout clears the flag; resume of a rollout that
 // stopped (failed or cancelled) starts a new rollout of the same version, which continues with
 // exactly the tenants the GitOps repository does not show at that version yet.
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { z } from "zod";
 import type { Redis } from "ioredis";
 import type { Config } from "../core/config.ts";
-import { versionSchema } from "../core/ids.ts";
+import { gitShaSchema, versionSchema } from "../core/ids.ts";
+import { repoRefSchema } from "../core/jobs.ts";
+import { approvalsOf, approveWaiting, awaitingWave, rejectionOf, rejectWaiting } from "../worker/release-approval.ts";
+import { loadPlan } from "../worker/release-plan.ts";
 import { rolloutPauseKey, ROLLOUT_KEY_TTL_SECONDS } from "../worker/rollout-control.ts";
 import { RELEASES_LANE, type JobQueue } from "../worker/queue.ts";
 import { authenticate } from "./tenant-api.ts";
 
 const JOB_ID = /^[A-Za-z0-9_.-]{1,128}$/;
+/** A rollout in one of these states has not ended. */
+const UNDER_WAY: ReadonlySet<string> = new Set(["waiting", "running", "awaiting-approval"]);
+
+const sourceSchema = z.object({ repo: repoRefSchema, sha: gitShaSchema });
+
+const rejectBodySchema = z
+  .object({ reason: z.string().max(300).optional() })
+  .strict()
+  .nullish();
 
 export function registerReleaseControl(app: FastifyInstance, deps: { config: Config; redis: Redis; queue: JobQueue }): void {
+  const prefix = deps.config.queuePrefix;
+
+  /** The token's name and the rollout's view, or null once the reply is sent. */
+  const rolloutOf = async (req: FastifyRequest<{ Params: { jobId: string } }>, reply: FastifyReply) => {
+    const tokenName = authenticate(req.headers.authorization, deps.config.apiTokens);
+    if (tokenName === null) {
+      await reply.code(401).header("www-authenticate", 'Bearer realm="stackrail"').send({ error: "unauthorized", message: "missing or invalid bearer token" });
+      return null;
+    }
+    const { jobId } = req.params;
+    if (!JOB_ID.test(jobId)) {
+      await reply.code(400).send({ error: "invalid", field: "jobId", message: "jobId: not a job id" });
+      return null;
+    }
+    const view = await deps.queue.getJobView(jobId);
+    if (!view || view.kind !== "release.rollout") {
+      await reply.code(404).send({ error: "not_found", message: `no release rollout ${jobId}` });
+      return null;
+    }
+    return { tokenName, jobId, view };
+  };
+
+  app.get<{ Params: { jobId: string } }>("/v1/releases/:jobId/plan", async (req, reply) => {
+    const found = await rolloutOf(req, reply);
+    if (!found) return reply;
+    const { jobId, view } = found;
+    const [plan, approvals, rejection, waiting] = await Promise.all([
+      loadPlan(deps.redis, prefix, jobId),
+      approvalsOf(deps.redis, prefix, jobId),
+      rejectionOf(deps.redis, prefix, jobId),
+      awaitingWave(deps.redis, prefix, jobId),
+    ]);
+    const running = UNDER_WAY.has(view.state);
+    const decisions = {
+      state: view.state,
+      ...(running && waiting ? { awaitingApproval: waiting } : {}),
+      ...(rejection ? { rejection } : {}),
+    };
+    if (!plan) return reply.code(200).send({ jobId, version: view.data.version, planned: false, ...decisions, waves: [] });
+    return reply.code(200).send({
+      ...plan,
+      planned: true,
+      ...decisions,
+      waves: plan.waves.map((w) => ({ ...w, approval: approvals.get(w.wave) ?? null })),
+    });
+  });
+
+  for (const action of ["approve", "reject"] as const) {
+    app.post<{ Params: { jobId: string }; Body: unknown }>(`/v1/releases/:jobId/${action}`, async (req, reply) => {
+      const found = await rolloutOf(req, reply);
+      if (!found) return reply;
+      const { tokenName, jobId, view } = found;
+      const body = rejectBodySchema.safeParse(req.body);
+      if (!body.success) return reply.code(400).send({ error: "invalid", field: "reason", message: "body: at most {reason}" });
+      if (!UNDER_WAY.has(view.state)) {
+        return reply.code(409).send({ error: "conflict", message: `rollout ${jobId} is ${view.state}; nothing waits for approval` });
+      }
+      const approver = { by: tokenName, via: "api" as const };
+      const reason = body.data?.reason;
+      const decided =
+        action === "approve" ? await approveWaiting(deps.redis, prefix, jobId, approver) : await rejectWaiting(deps.redis, prefix, jobId, approver, reason);
+      if (!decided) return reply.code(409).send({ error: "conflict", message: `rollout ${jobId} has no wave waiting for approval` });
+      return reply.code(202).send({ jobId, action, wave: decided.wave, by: tokenName });
+    });
+  }
+
   for (const action of ["pause", "resume"] as const) {
     app.post<{ Params: { jobId: string } }>(`/v1/releases/:jobId/${action}`, async (req, reply) => {
       const tokenName = authenticate(req.headers.authorization, deps.config.apiTokens);
@@ -35,7 +116,7 @@ export function registerReleaseControl(app: FastifyInstance, deps: { config: Con
         // A resume would supersede a release under way (possibly a newer version): the operator decides.
         for (const other of await deps.queue.lanes.entries(RELEASES_LANE)) {
           const state = (await deps.queue.getJobView(other))?.state;
-          if (state === "waiting" || state === "running") {
+          if (state !== undefined && UNDER_WAY.has(state)) {
             return reply.code(409).send({ error: "conflict", message: `release ${other} is under way; resume ${jobId} once it has finished` });
           }
         }
@@ -46,10 +127,11 @@ export function registerReleaseControl(app: FastifyInstance, deps: { config: Con
           version: version.data,
           resumes: jobId,
           ...(typeof view.data.ref === "string" ? { ref: view.data.ref } : {}),
+          ...(sourceSchema.safeParse(view.data.source).success ? { source: sourceSchema.parse(view.data.source) } : {}),
         });
         return reply.code(202).send({ jobId: resumedBy, resumes: jobId, version: version.data });
       }
-      if (view.state !== "waiting" && view.state !== "running") {
+      if (!UNDER_WAY.has(view.state)) {
         return reply.code(409).send({ error: "conflict", message: `rollout ${jobId} is ${view.state}` });
       }
       if (action === "pause") await deps.redis.set(key, "1", "EX", ROLLOUT_KEY_TTL_SECONDS);

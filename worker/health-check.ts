@@ -1,37 +1,26 @@
-// The health check a rollout's gate runs for every tenant it updated. On the local target the
-// tenant's database must answer through its own name; on aws the tenant's public endpoint must
-// answer /healthz. Failures are typed: a rollout wave stops on them.
-import mysql from "mysql2/promise";
-import type { Config } from "../core/config.ts";
-import { ProgramError } from "../core/errors.ts";
+// A per-tenant check as a wave health gate. Production picks its gate from the configuration
+// (worker/health/wave-gate.ts); tests and embedders that hand the service a per-tenant check
+// (ServiceOptions.healthCheck) get it run as the wave's gate, after the wave's commit, one tenant
+// after the other: a tenant whose check throws is unhealthy, with the error's message as detail.
 import type { TenantRecord } from "../webhooks/tenant-index.ts";
+import type { WaveHealthGate } from "./health/wave-gate.ts";
 
-/**
- * The gate a rollout step runs for its tenant after the stack is up: resolves when the tenant is
- * healthy, throws (a typed StackrailError decides whether the step is retried) when it is not.
- */
+/** Resolves when the tenant is healthy, throws when it is not. */
 export type HealthCheck = (tenant: TenantRecord, outputs: Record<string, unknown>) => Promise<void>;
 
-export function healthCheckFor(config: Config): HealthCheck {
-  return async (tenant, outputs) => {
-    if (config.target === "local") {
-      const database = outputs.databaseName;
-      if (typeof database !== "string") throw new ProgramError(`tenant ${tenant.id}: stack has no databaseName output`);
-      const conn = await mysql.createConnection({ uri: config.localMysqlUrl, database, connectTimeout: 3000 });
+export function gateFromHealthCheck(check: HealthCheck): WaveHealthGate {
+  return async (input, opts) => {
+    const tenants = [];
+    for (const { tenant, outputs } of input.tenants) {
       try {
-        await conn.query("SELECT 1");
+        await check(tenant, outputs);
+        tenants.push({ tenantId: tenant.id, healthy: true, detail: "healthy" });
       } catch (err) {
-        throw new ProgramError(`tenant ${tenant.id}: database health check failed (${(err as Error).message})`);
-      } finally {
-        await conn.end();
+        const detail = err instanceof Error ? err.message : String(err);
+        opts.onProgress(`${tenant.id}: ${detail}`);
+        tenants.push({ tenantId: tenant.id, healthy: false, detail });
       }
-      return;
     }
-    const host = outputs.hostname;
-    if (typeof host !== "string") return;
-    const res = await fetch(`https://${host}/healthz`, { signal: AbortSignal.timeout(5000) }).catch((err: unknown) => {
-      throw new ProgramError(`tenant ${tenant.id}: health check failed (${(err as Error).message})`);
-    });
-    if (!res.ok) throw new ProgramError(`tenant ${tenant.id}: health check answered ${res.status}`);
+    return { source: "credentials", passed: tenants.every((t) => t.healthy), tenants, note: "checked by the health check the service was started with" };
   };
 }

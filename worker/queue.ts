@@ -8,7 +8,7 @@ import { TransientError, ValidationError } from "../core/errors.ts";
 import { previewStackName, regionStackName, tenantStackName } from "../core/ids.ts";
 import { JOBS_QUEUE, jobDataSchema, triggerSchema, type JobData, type JobState, type Trigger } from "../core/jobs.ts";
 import type { SecretScrubber } from "../core/logger.ts";
-import { ROLLOUT_KEY_TTL_SECONDS, rolloutHandoverKey } from "./rollout-control.ts";
+import { ROLLOUT_KEY_TTL_SECONDS, rolloutAwaitingKey, rolloutHandoverKey } from "./rollout-control.ts";
 import { StackLanes } from "./stack-lanes.ts";
 
 const SEVEN_DAYS_S = 7 * 24 * 3600;
@@ -275,6 +275,14 @@ export class JobQueue {
     else if (bullState === "completed") state = "succeeded";
     else if (bullState === "failed") state = "failed";
     else state = "waiting";
+    // A rollout parked at a wave that waits for its approval shows so (issue 13 §2), not as waiting.
+    if (
+      (state === "waiting" || state === "running") &&
+      job.name === "release.rollout" &&
+      (await this.#redis.exists(rolloutAwaitingKey(this.#prefix, id))) > 0
+    ) {
+      state = "awaiting-approval";
+    }
 
     const data = job.data ?? {};
     const parsedTrigger = triggerSchema.safeParse(data.trigger);

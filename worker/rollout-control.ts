@@ -54,3 +54,36 @@ export function parseStepJobId(id: string): { wave: number; round: number; tenan
   if (!m?.[1] || !m[2] || !m[3]) return null;
   return { wave: Number(m[1]), round: Number(m[2]), tenantId: m[3] };
 }
+
+/** The rollout plan (JSON, worker/release-plan.ts): written once by the rollout, revised when a wave's diff changes. */
+export function rolloutPlanKey(prefix: string, jobId: string): string {
+  return `${prefix}:rollout:${jobId}:plan`;
+}
+
+/** Hash: per wave (`w<n>`), the approval of its plan revision (JSON: who, how, when, which revision). */
+export function rolloutApprovalsKey(prefix: string, jobId: string): string {
+  return `${prefix}:rollout:${jobId}:approvals`;
+}
+
+/** The wave number the rollout waits on for an approval, while it waits. */
+export function rolloutAwaitingKey(prefix: string, jobId: string): string {
+  return `${prefix}:rollout:${jobId}:awaiting`;
+}
+
+/** Who rejected the release and why (JSON); the rollout stops at its next look. */
+export function rolloutRejectedKey(prefix: string, jobId: string): string {
+  return `${prefix}:rollout:${jobId}:rejected`;
+}
+
+const PLAN_STEP_ID = /\.plan\.([a-z][a-z0-9-]{1,38}[a-z0-9])$/;
+
+/** The plan step (a preview of the tenant's stack at the new version) of a tenant in a rollout. */
+export function planStepJobId(rolloutJobId: string, tenantId: string): string {
+  const base = rolloutJobId.length <= 64 ? rolloutJobId : createHash("sha256").update(rolloutJobId).digest("hex").slice(0, 32);
+  return `${base}.plan.${tenantId}`;
+}
+
+/** The tenant of a plan step job id made by planStepJobId, or null. */
+export function parsePlanStepJobId(id: string): string | null {
+  return PLAN_STEP_ID.exec(id)?.[1] ?? null;
+}

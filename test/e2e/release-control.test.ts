@@ -1,7 +1,8 @@
-// Controlling a running release, end to end with the real engine: pause acts on the wave's steps
-// (none starts while paused, the wave's one commit waits for the resume), cancel stops the steps
-// and commits what already passed (Git and the API agree), and a newer release supersedes a
-// waiting one while a running one hands over at its next wave boundary.
+// Controlling a running release, end to end with the real engine: pause holds the rollout at its
+// next wave boundary (nothing of the next wave starts until the resume), cancel stops it with what
+// was committed recorded (Git and the API agree), and a newer release supersedes a waiting one
+// while a running one hands over at its next wave boundary. The test holds a rollout in the wave's
+// health gate (after the wave's commit). Approval is not the point here (STACKRAIL_APPROVAL_WAVES=none).
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HealthCheck } from "../../worker/health-check.ts";
@@ -16,7 +17,7 @@ const p2 = `pb-${tag}`;
 const p3 = `pc-${tag}`;
 const all = [p1, p2, p3];
 
-/** A health check that holds one tenant until the test lets it go. */
+/** A wave health gate that holds at one tenant until the test lets it go. */
 let gate: { tenant: string; entered: boolean; open: () => void; opened: Promise<void> } | null = null;
 function closeGate(tenant: string): NonNullable<typeof gate> {
   let open = (): void => undefined;
@@ -38,7 +39,7 @@ async function view(id: string): Promise<JobView | null> {
   return (await h.service.queue?.getJobView(id).catch(() => null)) ?? null;
 }
 
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 120_000): Promise<void> {
+async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 360_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -68,7 +69,10 @@ async function release(version: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  h = await startHarness({ env: { STACKRAIL_ROLLOUT_WAVES: "eu-west-1;us-east-1", STACKRAIL_WAVE_MAX_PARALLEL: "1" }, healthCheck });
+  h = await startHarness({
+    env: { STACKRAIL_ROLLOUT_WAVES: "eu-west-1;us-east-1", STACKRAIL_WAVE_MAX_PARALLEL: "1", STACKRAIL_APPROVAL_WAVES: "none" },
+    healthCheck,
+  });
   const jobs: string[] = [];
   for (const [id, region] of [
     [p1, "eu-west-1"],
@@ -83,7 +87,7 @@ beforeAll(async () => {
     const job = await h.waitForJob(jobId);
     expect(job.state, String(job.error)).toBe("succeeded");
   }
-}, 400_000);
+}, 900_000);
 
 afterAll(async () => {
   gate?.open();
@@ -96,60 +100,61 @@ afterAll(async () => {
 });
 
 describe("release control", () => {
-  it("pause starts no new step and holds the wave's commit; resume goes on where it stopped", async () => {
+  it("pause holds the rollout at its next wave boundary; resume goes on where it stopped", async () => {
     const before = h.gitLog().length;
     const g = closeGate(p1);
     const rolloutId = await release("2.0.0");
-    await waitFor("p1's health check", () => g.entered);
+    await waitFor("wave 1's gate", () => g.entered);
     expect((await h.request("POST", `/v1/releases/${rolloutId}/pause`)).status).toBe(202);
     g.open();
-    await waitFor("the pause to show", async () => (await view(rolloutId))?.progress.some((l) => l.startsWith("paused in wave 1")) ?? false);
-    // p1 is done, p2 did not start; nothing is committed or recorded while paused.
+    await waitFor("the pause to show", async () => (await view(rolloutId))?.progress.some((l) => l.startsWith("paused before wave 2")) ?? false);
+    // Wave 1 (p1, then p2: one at a time) is committed; nothing of wave 2 starts while paused.
     await new Promise((r) => setTimeout(r, 1500));
     expect((await view(stepId(rolloutId, 1, 1, p1)))?.state).toBe("succeeded");
-    expect(await view(stepId(rolloutId, 1, 1, p2))).toBeNull();
-    expect(h.gitLog().length).toBe(before);
-    expect(await agree()).toEqual({ [p1]: "1.0.0", [p2]: "1.0.0", [p3]: "1.0.0" });
+    expect((await view(stepId(rolloutId, 1, 1, p2)))?.state).toBe("succeeded");
+    expect(await view(stepId(rolloutId, 2, 1, p3))).toBeNull();
+    expect(h.gitLog().length - before).toBe(1);
+    expect(await agree()).toEqual({ [p1]: "2.0.0", [p2]: "2.0.0", [p3]: "1.0.0" });
 
     expect((await h.request("POST", `/v1/releases/${rolloutId}/resume`)).status).toBe(202);
-    const job = await h.waitForJob(rolloutId);
+    const job = await h.waitForJob(rolloutId, 380_000);
     expect(job.state, String(job.error)).toBe("succeeded");
-    expect(job.progress.some((l) => l.startsWith("resumed in wave 1"))).toBe(true);
-    // p2 started in a second round of the same wave; still one commit per wave.
-    expect((await view(stepId(rolloutId, 1, 2, p2)))?.state).toBe("succeeded");
+    expect(job.progress.some((l) => l.startsWith("resumed in wave 2"))).toBe(true);
+    expect((await view(stepId(rolloutId, 2, 1, p3)))?.state).toBe("succeeded");
     const log = h.gitLog().slice(0, h.gitLog().length - before);
     expect(log).toHaveLength(2);
     expect(log[1]).toContain("wave-1");
     expect(log[0]).toContain("wave-2");
     expect(await agree()).toEqual({ [p1]: "2.0.0", [p2]: "2.0.0", [p3]: "2.0.0" });
-  }, 400_000);
+  }, 900_000);
 
-  it("cancel stops the wave's steps, commits what passed, and leaves Git and the API agreeing", async () => {
+  it("cancel stops the rollout, keeps what was committed, and leaves Git and the API agreeing", async () => {
     const before = h.gitLog().length;
     const g = closeGate(p1);
     const rolloutId = await release("3.0.0");
-    await waitFor("p1's health check", () => g.entered);
+    await waitFor("wave 1's gate", () => g.entered);
     const cancel = await h.request("POST", `/v1/jobs/${rolloutId}/cancel`);
     expect(cancel.status).toBe(202);
     g.open();
-    const job = await h.waitForJob(rolloutId);
+    const job = await h.waitForJob(rolloutId, 380_000);
     expect(job.state).toBe("cancelled");
-    // p1's stack was up and healthy before the cancel took effect: it is committed with its wave.
+    // Wave 1 was committed before the cancel took effect: the job says so, and wave 2 never started.
     expect(job.error).toContain(p1);
-    expect(await view(stepId(rolloutId, 1, 1, p2))).toBeNull();
+    expect(job.error).toContain(p2);
+    expect(await view(stepId(rolloutId, 2, 1, p3))).toBeNull();
     const log = h.gitLog().slice(0, h.gitLog().length - before);
     expect(log).toHaveLength(1);
-    expect(await agree()).toEqual({ [p1]: "3.0.0", [p2]: "2.0.0", [p3]: "2.0.0" });
-  }, 400_000);
+    expect(await agree()).toEqual({ [p1]: "3.0.0", [p2]: "3.0.0", [p3]: "2.0.0" });
+  }, 900_000);
 
   it("a newer release supersedes a waiting one; a running one hands over at its wave boundary", async () => {
     const g = closeGate(p1);
     const first = await release("4.0.0");
-    await waitFor("p1's health check", () => g.entered);
+    await waitFor("wave 1's gate", () => g.entered);
     const second = await release("5.0.0");
     const third = await release("6.0.0");
     g.open();
-    const [a, b, c] = [await h.waitForJob(first), await h.waitForJob(second), await h.waitForJob(third)];
+    const [a, b, c] = [await h.waitForJob(first, 380_000), await h.waitForJob(second, 380_000), await h.waitForJob(third, 380_000)];
     expect(b).toMatchObject({ state: "superseded", supersededBy: third });
     // The first finished its wave (p1, p2 at 4.0.0, committed), then handed over before wave 2.
     expect(a).toMatchObject({ state: "superseded", supersededBy: third });
@@ -157,5 +162,5 @@ describe("release control", () => {
     expect(waves.map((w) => [...w.updated].sort())).toEqual([[p1, p2].sort()]);
     expect(c.state, String(c.error)).toBe("succeeded");
     expect(await agree()).toEqual({ [p1]: "6.0.0", [p2]: "6.0.0", [p3]: "6.0.0" });
-  }, 400_000);
+  }, 900_000);
 });

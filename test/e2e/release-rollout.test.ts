@@ -1,7 +1,8 @@
 // Release rollouts end to end, with the real engine: a wave fans out into one step job per tenant,
 // each in its tenant's own lane (a tenant upgrade enqueued meanwhile waits for it), one commit per
-// wave; a failing tenant stops its wave (STACKRAIL_WAVE_MAX_FAILURES=1) with the tenant records and
-// the GitOps repository agreeing (issue 13 §4), and a resume finishes exactly the remaining tenants.
+// wave; a wave whose health gate (after its commit) finds a tenant unhealthy stops the release with
+// the tenant records and the GitOps repository agreeing (issue 13 §4), and a resume finishes exactly
+// the remaining tenants. Approval is not the point here (STACKRAIL_APPROVAL_WAVES=none).
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProgramError } from "../../core/errors.ts";
@@ -19,9 +20,8 @@ const c = `rc-${tag}`;
 const d = `rd-${tag}`;
 const all = [a, b, c, d];
 
-/** Tenants whose health check fails, and a tenant whose check waits until another one's step has failed. */
+/** Tenants the wave's health gate finds unhealthy. */
 const failing = new Set<string>();
-let holdUntilFailed: { tenant: string; failedStep: () => string | null } | null = null;
 
 const stepId = (rolloutId: string, wave: number, round: number, tenant: string) => `${rolloutId}.w${wave}.r${round}.${tenant}`;
 
@@ -37,19 +37,8 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
-const healthCheck: HealthCheck = async (tenant) => {
-  const hold = holdUntilFailed;
-  if (hold && hold.tenant === tenant.id) {
-    // Bounded: on code without step jobs there is nothing to wait for.
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      const id = hold.failedStep();
-      if (id && (await view(id))?.state === "failed") break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  if (failing.has(tenant.id)) throw new ProgramError(`tenant ${tenant.id}: application answered 503`);
-};
+const healthCheck: HealthCheck = (tenant) =>
+  failing.has(tenant.id) ? Promise.reject(new ProgramError(`tenant ${tenant.id}: application answered 503`)) : Promise.resolve();
 
 function gitVersion(id: string): string | null {
   const text = h.gitShow(`tenants/${id}/tenant.yaml`);
@@ -68,7 +57,12 @@ async function provision(id: string, region: string): Promise<string> {
 
 beforeAll(async () => {
   h = await startHarness({
-    env: { STACKRAIL_ROLLOUT_WAVES: "eu-west-1;us-east-1", STACKRAIL_WAVE_MAX_PARALLEL: "2", STACKRAIL_WAVE_MAX_FAILURES: "1" },
+    env: {
+      STACKRAIL_ROLLOUT_WAVES: "eu-west-1;us-east-1",
+      STACKRAIL_WAVE_MAX_PARALLEL: "2",
+      STACKRAIL_WAVE_MAX_FAILURES: "1",
+      STACKRAIL_APPROVAL_WAVES: "none",
+    },
     healthCheck,
   });
   const jobs = [await provision(a, "eu-west-1"), await provision(b, "eu-west-1"), await provision(c, "eu-west-1"), await provision(d, "us-east-1")];
@@ -76,7 +70,7 @@ beforeAll(async () => {
     const job = await h.waitForJob(jobId);
     expect(job.state, String(job.error)).toBe("succeeded");
   }
-}, 400_000);
+}, 800_000);
 
 afterAll(async () => {
   for (const id of all) {
@@ -100,7 +94,7 @@ describe("release rollout", () => {
     const upgrade = await h.request("POST", `/v1/tenants/${a}/upgrade`, { version: "2.1.0" });
     expect(upgrade.status).toBe(202);
 
-    const job = await h.waitForJob(rolloutId);
+    const job = await h.waitForJob(rolloutId, 380_000);
     expect(job.state, String(job.error)).toBe("succeeded");
     const up = await h.waitForJob(upgrade.body.jobId as string);
     expect(up.state, String(up.error)).toBe("succeeded");
@@ -137,49 +131,46 @@ describe("release rollout", () => {
       expect(gitVersion(id)).toBe("2.0.0");
       expect(await apiVersion(id)).toBe("2.0.0");
     }
-  }, 400_000);
+  }, 800_000);
 
-  it("a failed tenant stops its wave; Git and the API agree; resume finishes only the remaining tenants", async () => {
+  it("a failed gate stops the release after its wave's commit; Git and the API agree; resume finishes only the remaining tenants", async () => {
     const before = h.gitLog().length;
     failing.add(b);
-    let rolloutId = "";
-    // a passes only once b's step has failed: the wave stops with a done, b failed and c never started.
-    holdUntilFailed = { tenant: a, failedStep: () => (rolloutId ? stepId(rolloutId, 1, 1, b) : null) };
     const res = await h.request("POST", "/v1/releases", { version: "3.0.0" });
     expect(res.status).toBe(202);
-    rolloutId = res.body.jobId as string;
-    const job = await h.waitForJob(rolloutId);
-    holdUntilFailed = null;
+    const rolloutId = res.body.jobId as string;
+    const job = await h.waitForJob(rolloutId, 380_000);
+    failing.delete(b);
     expect(job.state).toBe("failed");
-    expect(job.error).toContain("wave 1");
-    expect(job.error).toContain(b);
+    expect(job.error).toContain("stopped after wave 1");
+    expect(job.error).toContain(`${b} (tenant ${b}: application answered 503)`);
 
     // The tenant records and the GitOps repository agree on every tenant (issue 13 §4).
     const versions: Record<string, [string | null, string]> = {};
     for (const id of all) versions[id] = [gitVersion(id), await apiVersion(id)];
     for (const id of all) expect(versions[id]?.[0], `${id}: Git ${versions[id]?.[0]}, API ${versions[id]?.[1]}`).toBe(versions[id]?.[1]);
-    // a passed and was committed with its wave; b failed; c and wave 2 were left untouched.
+    // Wave 1 was committed (and so deployed) before its gate looked: its tenants are at 3.0.0; wave 2 was left untouched.
     expect(versions[a]).toEqual(["3.0.0", "3.0.0"]);
-    expect(versions[b]).toEqual(["2.0.0", "2.0.0"]);
-    expect(versions[c]).toEqual(["2.0.0", "2.0.0"]);
+    expect(versions[b]).toEqual(["3.0.0", "3.0.0"]);
+    expect(versions[c]).toEqual(["3.0.0", "3.0.0"]);
     expect(versions[d]).toEqual(["2.0.0", "2.0.0"]);
-    expect(await view(stepId(rolloutId, 1, 1, b))).toMatchObject({ state: "failed" });
-    expect(await view(stepId(rolloutId, 1, 1, c))).toBeNull();
     expect(await view(stepId(rolloutId, 2, 1, d))).toBeNull();
     const log = h.gitLog().slice(0, h.gitLog().length - before);
     expect(log).toHaveLength(1);
     expect(log[0]).toContain("wave-1");
+    const failedResult = await h.request("GET", `/v1/releases/${rolloutId}/plan`);
+    expect(failedResult.status).toBe(200);
 
-    // b is healthy again: resume continues with exactly the tenants not yet at 3.0.0.
-    failing.delete(b);
+    // The application is healthy again: resume continues with exactly the tenants not yet at 3.0.0.
     const resumed = await h.request("POST", `/v1/releases/${rolloutId}/resume`);
     expect(resumed.status).toBe(202);
     const resumeId = resumed.body.jobId as string;
     expect(resumeId).not.toBe(rolloutId);
-    const second = await h.waitForJob(resumeId);
+    const second = await h.waitForJob(resumeId, 380_000);
     expect(second.state, String(second.error)).toBe("succeeded");
-    const result = second.result as { waves: { wave: number; updated: string[]; steps: string[] }[] };
-    expect(result.waves.map((w) => [...w.updated].sort())).toEqual([[b, c].sort(), [d]]);
+    const result = second.result as { waves: { wave: number; updated: string[]; steps: string[]; gate?: { passed: boolean } }[] };
+    expect(result.waves.map((w) => [...w.updated].sort())).toEqual([[], [d]]);
+    expect(result.waves[1]?.gate?.passed).toBe(true);
     // From the job records: which tenants had a step in the resumed rollout.
     const ran: string[] = [];
     for (const w of result.waves) {
@@ -189,13 +180,13 @@ describe("release rollout", () => {
         ran.push(String(step?.data.tenantId));
       }
     }
-    expect(ran.sort()).toEqual([b, c, d].sort());
+    expect(ran).toEqual([d]);
     for (const id of all) {
       expect(gitVersion(id)).toBe("3.0.0");
       expect(await apiVersion(id)).toBe("3.0.0");
     }
     const after = h.gitLog().slice(0, h.gitLog().length - before);
-    expect(after.filter((l) => l.includes("wave-1"))).toHaveLength(2);
+    expect(after.filter((l) => l.includes("wave-1"))).toHaveLength(1);
     expect(after.filter((l) => l.includes("wave-2"))).toHaveLength(1);
-  }, 400_000);
+  }, 800_000);
 });

@@ -11,8 +11,13 @@ import { DeletionBreaker } from "../deletion-breaker.ts";
 import type { GitOpsWriter } from "../gitops/writer.ts";
 import type { JobHandlers } from "../job-worker.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
-import { healthCheckFor } from "../health-check.ts";
-import { releaseRolloutHandler, type HealthCheck } from "./release-rollout.ts";
+import { gateFromHealthCheck, type HealthCheck } from "../health-check.ts";
+import { waveHealthGateFor, type WaveHealthGate } from "../health/wave-gate.ts";
+import { createGitHubClient } from "../github/octokit.ts";
+import type { ReleaseReporter } from "../github/release-report.ts";
+import { createReleaseReporter } from "../github/release-reporter.ts";
+import { releaseCommandHandler, type CommandGitHub } from "./release-command.ts";
+import { releaseRolloutHandler } from "./release-rollout.ts";
 import { releaseTenantStepHandler } from "./release-tenant-step.ts";
 import { tenantDeprovisionHandler } from "./tenant-deprovision.ts";
 import { tenantProvisionHandler } from "./tenant-provision.ts";
@@ -40,7 +45,14 @@ export interface HandlerDeps {
   readonly writer: GitOpsWriter;
   readonly tenants: TenantIndex;
   readonly now?: () => number;
+  /** A per-tenant check run as every wave's health gate instead of the configured gate (tests). */
   readonly healthCheck?: HealthCheck;
+  /** The wave health gate; defaults to the one the configuration selects (worker/health/wave-gate.ts). */
+  readonly waveGate?: WaveHealthGate;
+  /** Where a release reports its milestones; on GitHub when credentials are configured (worker/github/release-reporter.ts). */
+  readonly releaseReporter?: ReleaseReporter;
+  /** A GitHub client for a repository (release commands check permissions with it); from the configuration by default. */
+  readonly githubFor?: (repo: RepoRef) => Promise<CommandGitHub | null>;
   readonly cleanups: CleanupScheduler;
   readonly previews: PreviewRegistry;
   readonly feedbackFor: (repo: RepoRef) => Promise<Feedback>;
@@ -94,15 +106,42 @@ export function createHandlers(deps: HandlerDeps): JobHandlers {
     scrub: (text: string) => deps.scrubber.scrub(text),
     ...(regionReady ? { regionReady } : {}),
   };
+  // Counted with every other GitHub call (stackrail_github_calls_total).
+  const onResponse = (status: number, remaining: number | undefined): void => {
+    deps.metrics?.githubCalls.inc({ status: String(status) });
+    if (remaining !== undefined) deps.metrics?.githubRateRemaining.set(remaining);
+  };
   // A rollout's tenant steps are its child jobs, added on the worker's command connection.
   let stepQueue: JobQueue | undefined;
   const rolloutDeps = {
     ...tenantDeps,
     redis: deps.redis,
-    healthCheck: deps.healthCheck ?? healthCheckFor(deps.config),
+    waveGate: deps.waveGate ?? (deps.healthCheck ? gateFromHealthCheck(deps.healthCheck) : waveHealthGateFor(deps.config, { logger: deps.logger })),
+    reporter:
+      deps.releaseReporter ??
+      createReleaseReporter(deps.config, {
+        redis: deps.redis,
+        prefix: deps.config.queuePrefix,
+        logger: deps.logger,
+        scrub: (text: string) => deps.scrubber.scrub(text),
+        clientOptions: { onResponse },
+      }),
     steps: () =>
       (stepQueue ??= new JobQueue({ connection: deps.redis, prefix: deps.config.queuePrefix, ...(deps.scrubber ? { scrubber: deps.scrubber } : {}) })),
   };
+  const github = deps.config.github;
+  const githubFor =
+    deps.githubFor ??
+    (async (repo: RepoRef): Promise<CommandGitHub | null> =>
+      github.kind === "none"
+        ? null
+        : createGitHubClient({
+            credentials: github,
+            baseUrl: deps.config.githubApiUrl,
+            logger: deps.logger,
+            repo,
+            onResponse,
+          }));
   const breaker = new DeletionBreaker(deps.redis, deps.config.queuePrefix, deps.config.deleteMaxPerWindow, deps.config.deleteWindowMs, deps.now);
   // Clean-ups after tier moves count in a breaker of their own: a burst of them is deferred, and
   // never holds back a tenant's deprovision.
@@ -157,5 +196,6 @@ export function createHandlers(deps: HandlerDeps): JobHandlers {
     "comment.refusal": commentRefusalHandler(previewDeps),
     "release.rollout": releaseRolloutHandler(rolloutDeps),
     "release.tenant-step": releaseTenantStepHandler(rolloutDeps),
+    "release.command": releaseCommandHandler({ config: deps.config, redis: deps.redis, feedbackFor: deps.feedbackFor, githubFor, queue: rolloutDeps.steps }),
   };
 }

@@ -1,12 +1,14 @@
 // release.tenant-step: one tenant's part of a rollout wave, a child job of the rollout running in
 // the tenant's own lane (so it never overlaps the tenant's other jobs). It brings the tenant's
-// stack to the version and runs the tenant's health check; it commits nothing and records no
-// version: the rollout commits the wave's files once every step of the wave is done, and only
+// stack to the version (after a preview against the approved plan when its wave was approved: a
+// different diff leaves the tenant untouched and the wave asks again); it commits nothing, records
+// no version and checks no health (the wave's gate does, after the commit): the rollout commits the wave's files once every step of the wave is done, and only
 // then records the versions, so the tenant records never get ahead of the GitOps repository.
 //
 // A step that finds its rollout cancelled or paused, or its wave stopped by failures, leaves the
 // tenant untouched. A step that ends for good starts the next tenant of its wave's to-do list, so
-// at most STACKRAIL_WAVE_MAX_PARALLEL steps of a wave run at a time.
+// at most STACKRAIL_WAVE_MAX_PARALLEL steps of a wave run at a time. In `plan` mode a step only
+// previews the tenant's stack at the version, for the rollout plan.
 import { createHash } from "node:crypto";
 import { Job } from "bullmq";
 import type { Redis } from "ioredis";
@@ -15,11 +17,12 @@ import { CancelledError, fateOf } from "../../core/errors.ts";
 import { tenantStackName, type Tier } from "../../core/ids.ts";
 import type { JobData } from "../../core/jobs.ts";
 import { tenantPath } from "../gitops/paths.ts";
-import type { HealthCheck } from "../health-check.ts";
 import { cancelKey } from "../job-control.ts";
 import type { JobHandler, StepContext } from "../job-worker.ts";
 import { JOB_OPTIONS, type JobQueue } from "../queue.ts";
 import { ROLLOUT_KEY_TTL_SECONDS, rolloutPauseKey, stepJobId, waveFailuresKey, waveTodoKey } from "../rollout-control.ts";
+import type { ResourceDiff } from "../pulumi-protocol.ts";
+import { planDigest, type TenantInfraPlan } from "../release-plan.ts";
 import type { TenantHandlerDeps } from "./tenant-provision.ts";
 import { publicOutputs, runTenantStack } from "./tenant-support.ts";
 
@@ -30,14 +33,13 @@ export type StepQueue = Pick<JobQueue, "enqueueChild" | "releaseHold" | "queue">
 
 export interface TenantStepDeps extends TenantHandlerDeps {
   readonly redis: Redis;
-  readonly healthCheck: HealthCheck;
   readonly steps: () => StepQueue;
   /** How often a running step looks whether its rollout was cancelled. */
   readonly cancelPollMs?: number;
 }
 
-/** Why a step left its tenant untouched. */
-export type SkipReason = "cancelled" | "paused" | "wave-stopped" | "rollout-gone" | "not-active" | "at-version";
+/** Why a step left its tenant untouched. `plan-changed`: its preview found another diff than the approved one. */
+export type SkipReason = "cancelled" | "paused" | "wave-stopped" | "rollout-gone" | "not-active" | "at-version" | "plan-changed";
 
 /** A step's result, read back by the rollout from its children. */
 export type StepResult =
@@ -54,7 +56,17 @@ export type StepResult =
       readonly outputs: Record<string, unknown>;
       readonly resourceChanges: Record<string, number>;
     }
-  | { readonly tenantId: string; readonly wave: number; readonly round: number; readonly outcome: "skipped"; readonly reason: SkipReason };
+  | {
+      readonly tenantId: string;
+      readonly wave: number;
+      readonly round: number;
+      readonly outcome: "skipped";
+      readonly reason: SkipReason;
+      /** plan-changed: the diff the preview found instead of the approved one. */
+      readonly found?: readonly ResourceDiff[];
+    }
+  /** A plan step's preview of the tenant stack at the version. */
+  | { readonly tenantId: string; readonly wave: number; readonly round: number; readonly outcome: "planned"; readonly infra: TenantInfraPlan };
 
 /** Digest of a tenant.yaml text (null: no file), to notice that another job changed the tenant. */
 export function tenantFileDigest(text: string | null): string | null {
@@ -112,8 +124,29 @@ export function releaseTenantStepHandler(deps: TenantStepDeps): JobHandler<"rele
     await startStep(deps.steps(), data, parent).catch((err: unknown) => ctx.logger.warn({ err, tenantId: next }, "could not start the next step of the wave"));
   };
 
+  /** The plan step: a preview of the tenant's stack at the version, nothing applied, no lane held afterwards. */
+  const plan = async (ctx: Parameters<JobHandler<"release.tenant-step">>[0]): Promise<StepResult> => {
+    const d = ctx.data;
+    const base = { tenantId: d.tenantId, wave: d.wave, round: d.round };
+    const skip = await skipReason(d);
+    if (skip === "rollout-gone" || skip === "cancelled") return { ...base, outcome: "skipped", reason: skip };
+    const tenant = await deps.tenants.get(d.tenantId);
+    if (!tenant || tenant.state !== "active") return { ...base, outcome: "skipped", reason: "not-active" };
+    await ctx.progress(`rollout ${d.rolloutJobId} plan: stack preview tenant-${d.tenantId} at ${d.version}`);
+    const summary = await runTenantStack(
+      deps.runner,
+      ctx,
+      "preview",
+      { tenantId: d.tenantId, tier: tenant.tier, region: tenant.region, version: d.version },
+      deps.policyPacks,
+    );
+    const diff = summary.diff ?? [];
+    return { ...base, outcome: "planned", infra: { diff, violations: summary.violations ?? [], digest: planDigest(diff) } };
+  };
+
   return async (ctx) => {
     const d = ctx.data;
+    if (d.mode === "plan") return plan(ctx);
     const base = { tenantId: d.tenantId, wave: d.wave, round: d.round };
     let final = true;
     try {
@@ -149,17 +182,22 @@ export function releaseTenantStepHandler(deps: TenantStepDeps): JobHandler<"rele
         );
       }, deps.cancelPollMs ?? 500);
       try {
-        await ctx.progress(`rollout ${d.rolloutJobId} wave ${d.wave}: stack up tenant-${d.tenantId} at ${d.version}`);
         const stepCtx: StepContext = { ...ctx, signal: controller.signal };
-        const summary = await runTenantStack(
-          deps.runner,
-          stepCtx,
-          "up",
-          { tenantId: d.tenantId, tier: tenant.tier, region: tenant.region, version: d.version },
-          deps.policyPacks,
-        );
-        await deps.healthCheck(tenant, summary.outputs);
-        await ctx.progress(`tenant ${d.tenantId} is up and healthy at ${d.version}; the wave's commit records it`);
+        const args = { tenantId: d.tenantId, tier: tenant.tier, region: tenant.region, version: d.version };
+        if (d.approvedDigest !== undefined) {
+          // Apply only what was approved: another change may have landed since the plan was seen.
+          await ctx.progress(`rollout ${d.rolloutJobId} wave ${d.wave}: stack preview tenant-${d.tenantId} at ${d.version} against the approved plan`);
+          const preview = await runTenantStack(deps.runner, stepCtx, "preview", args, deps.policyPacks);
+          const found = preview.diff ?? [];
+          if (planDigest(found) !== d.approvedDigest) {
+            await ctx.progress(`tenant ${d.tenantId}: the diff differs from the approved plan; the wave asks for approval again`);
+            return { ...base, outcome: "skipped", reason: "plan-changed", found } satisfies StepResult;
+          }
+        }
+        await ctx.progress(`rollout ${d.rolloutJobId} wave ${d.wave}: stack up tenant-${d.tenantId} at ${d.version}`);
+        const summary = await runTenantStack(deps.runner, stepCtx, "up", args, deps.policyPacks);
+        // Application health is the wave's gate, after its commit (Argo CD must see the commit first).
+        await ctx.progress(`tenant ${d.tenantId} is up at ${d.version}; the wave's commit records it`);
         return {
           ...base,
           outcome: "passed",
