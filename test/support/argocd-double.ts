@@ -1,5 +1,5 @@
 // An HTTP double of the Argo CD API server, for the wave health gate's tests. Every request is
-// checked against Argo CD's published API description (shared/fixtures/argocd-api/swagger.json,
+// checked against Argo CD's published API description (test/support/argocd-api/swagger.json,
 // Swagger 2.0): the path and method must be an operation there, every query parameter one the
 // operation declares, with its declared type. Every answer is validated with ajv against the
 // operation's response schema (200, else `default` = runtimeError), object schemas closed so a
@@ -16,7 +16,9 @@ import type { AddressInfo, Socket } from "node:net";
 import path from "node:path";
 import { Ajv, type ValidateFunction } from "ajv";
 
-export const ARGOCD_SWAGGER = path.resolve(import.meta.dirname, "../../../shared/fixtures/argocd-api/swagger.json");
+// A copy of ../shared/fixtures/argocd-api/swagger.json kept in the repository (argo-cd
+// assets/swagger.json at commit 37ee0097cf85, after v3.5.1), so a fresh clone tests without it.
+export const ARGOCD_SWAGGER = path.resolve(import.meta.dirname, "argocd-api/swagger.json");
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
