@@ -45,7 +45,7 @@ describe("a running job whose record disappears", () => {
     const jobId = await acceptedJob(h, "POST", "/v1/tenants", { id, region: "eu-west-1", tier: "pool", version: "1.0.0" });
     await until(
       "the up to reach the cache user's create (where it hangs)",
-      async () => ((await h.service.queue?.getJobView(jobId).catch(() => null))?.progress ?? []).some((l) => /create .*cache-user/.test(l)),
+      async () => ((await h.service.queue?.getJobView(jobId).catch(() => null))?.progress ?? []).some((l) => /^create .*cache-user/.test(l)),
       120_000,
     );
 

@@ -263,11 +263,22 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
   const plan = new PlanCapture();
   /** Only the plan's own preview is captured (or, without packs, the `up` itself). */
   let capturing = request.operation === "preview" || request.operation === "up";
+  /**
+   * While the engine only plans (a `preview`, or the policy check before an `up`), its resource
+   * steps are said as `plan: create …`: a job's progress must not read as if resources were being
+   * created when nothing is applied yet (operators, and whoever waits for the apply to start).
+   */
+  let planning = request.operation === "preview";
   const onEvent = (event: EngineEvent): void => {
     if (capturing) plan.observe(event);
     plan.observePolicy(event);
     const message = describeEvent(event, violations);
-    if (message) send(message);
+    if (!message) return;
+    if (planning && message.type === "progress" && (message.resourceChange || message.applied)) {
+      send({ type: "progress", line: `plan: ${message.line}` });
+      return;
+    }
+    send(message);
   };
   // The engine's own output, as the CLI prints it: the job's full log (worker/job-logs.ts).
   const onOutput = (text: string): void => send({ type: "output", text });
@@ -291,7 +302,9 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
           // resources were applied. A policy-checked preview first means "nothing applied".
           send({ type: "progress", line: "policy check (preview with the mandatory policy packs)" });
           const checkStarted = Date.now();
+          planning = true;
           await stack.preview({ ...common, policyPacks: [...request.policyPacks] });
+          planning = false;
           capturing = false;
           send({ type: "progress", line: `policy check passed (${plan.diff.length} planned change(s), ${Date.now() - checkStarted} ms)` });
         }

@@ -86,7 +86,11 @@ describe("the plan of a local stack (real engine, policy pack on local)", () => 
   });
 
   it("preview: every resource to create, by type, with no property values; nothing applied", async () => {
-    const summary = await runner.run(request("preview", `tenant-${tenant}`, tenant));
+    const lines: string[] = [];
+    const summary = await runner.run(request("preview", `tenant-${tenant}`, tenant), { onProgress: (l) => lines.push(l) });
+    // The job's progress says the engine plans, never as if it created something.
+    expect(lines.some((l) => l.startsWith("plan: create "))).toBe(true);
+    expect(lines.filter((l) => /^(create|done) /.test(l))).toEqual([]);
     const types = summary.diff?.map((d) => `${d.op} ${d.type.split(":").pop()}`).sort();
     expect(types).toEqual([
       "create Directory",

@@ -49,7 +49,7 @@ describe("a stack lock left by a worker on another machine", () => {
     const aId = (await a.waitForLine("worker started")).workerId as string;
 
     const jobId = await acceptedJob(h, "POST", "/v1/tenants", { id, region: "eu-west-1", tier: "pool", version: "1.0.0" });
-    await until("the up to hang in the cache user's create", async () => (await progressOf(jobId)).some((l) => /create .*cache-user/.test(l)), 120_000);
+    await until("the up to hang in the cache user's create", async () => (await progressOf(jobId)).some((l) => /^create .*cache-user/.test(l)), 120_000);
 
     // The second machine's worker is up before the first one dies.
     const b = startWorkerOnHost(scratch, env, "host-b");
