@@ -12,7 +12,7 @@ import { createLogger } from "../core/logger.ts";
 import { TEST_REDIS_URL, uniqueName } from "../test/support/services.ts";
 import { JobQueue } from "../worker/queue.ts";
 import { buildHttpServer, createEdgeRedis, type Readiness } from "./http-server.ts";
-import { TenantIndex } from "./tenant-index.ts";
+import { TenantIndex } from "../core/tenant-index.ts";
 
 export const WEBHOOK_SECRET = "edge-test-webhook-secret";
 export const API_TOKEN = "ci-token-0123456789abcdef";

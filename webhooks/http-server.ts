@@ -17,7 +17,7 @@ import { isRedisUnavailable } from "./redis-errors.ts";
 import { httpServerTimeouts } from "./server-timeouts.ts";
 import { registerRegionApi } from "./region-api.ts";
 import { authenticate, registerTenantApi } from "./tenant-api.ts";
-import { TenantIndex } from "./tenant-index.ts";
+import { TenantIndex } from "../core/tenant-index.ts";
 
 export interface Readiness {
   redis: boolean;

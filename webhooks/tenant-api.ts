@@ -19,7 +19,7 @@ import type { JobQueue } from "../worker/queue.ts";
 import { deriveTenantNames } from "../worker/tenant-names.ts";
 import { checkBundle } from "./bundle-check.ts";
 import { OnceStore } from "./once.ts";
-import type { TenantIndex, TenantRecord } from "./tenant-index.ts";
+import type { TenantIndex, TenantRecord } from "../core/tenant-index.ts";
 
 export const BUNDLE_MAX_BYTES = 10 * 1024 * 1024;
 /** JSON body of a function upload: base64 grows by 4/3, plus room for the handler. */

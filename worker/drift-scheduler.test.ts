@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../core/logger.ts";
 import { TEST_REDIS_URL, uniqueName } from "../test/support/services.ts";
 import { deleteKeys } from "../webhooks/edge-fixture.ts";
-import { TenantIndex } from "../webhooks/tenant-index.ts";
+import { TenantIndex } from "../core/tenant-index.ts";
 import { driftJobId, driftOffsetMs, driftSlot, driftWindowMs, enqueueDueDriftChecks } from "./drift-scheduler.ts";
 import { JobQueue, stackFor } from "./queue.ts";
 

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Logger } from "../core/logger.ts";
-import type { TenantIndex } from "../webhooks/tenant-index.ts";
+import type { TenantIndex } from "../core/tenant-index.ts";
 import { countByKind, type OrphanReport } from "./orphans/types.ts";
 import type { JobQueue } from "./queue.ts";
 

@@ -2,7 +2,7 @@
 // (worker/health/wave-gate.ts); tests and embedders that hand the service a per-tenant check
 // (ServiceOptions.healthCheck) get it run as the wave's gate, after the wave's commit, one tenant
 // after the other: a tenant whose check throws is unhealthy, with the error's message as detail.
-import type { TenantRecord } from "../webhooks/tenant-index.ts";
+import type { TenantRecord } from "../core/tenant-index.ts";
 import type { WaveHealthGate } from "./health/wave-gate.ts";
 
 /** Resolves when the tenant is healthy, throws when it is not. */

@@ -8,7 +8,7 @@ import type { JobData } from "../core/jobs.ts";
 import type { Logger, SecretScrubber } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { workerConnection } from "../core/redis.ts";
-import { TenantIndex } from "../webhooks/tenant-index.ts";
+import { TenantIndex } from "../core/tenant-index.ts";
 import type { RepoRef } from "../core/jobs.ts";
 import { createFeedback } from "./github/feedback-factory.ts";
 import type { Feedback } from "./github/feedback.ts";

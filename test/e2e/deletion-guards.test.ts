@@ -4,7 +4,7 @@
 import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TenantIndex } from "../../webhooks/tenant-index.ts";
+import { TenantIndex } from "../../core/tenant-index.ts";
 import { dropTenantLeftovers } from "../support/cleanup.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 import { TEST_MYSQL_URL, TEST_REDIS_URL } from "../support/services.ts";

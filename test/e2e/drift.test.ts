@@ -11,7 +11,7 @@ import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JobQueue, type JobView } from "../../worker/queue.ts";
 import { driftJobId, driftSlot } from "../../worker/drift-scheduler.ts";
-import { TenantIndex } from "../../webhooks/tenant-index.ts";
+import { TenantIndex } from "../../core/tenant-index.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 import { TEST_MYSQL_URL, TEST_REDIS_URL, uniqueName } from "../support/services.ts";
 import { enqueueStackOperation, stackOperationJob, stackOperationKinds } from "../support/stack-operation.ts";

@@ -13,7 +13,7 @@ import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { logicalNames } from "../../programs/naming.ts";
-import { TenantIndex } from "../../webhooks/tenant-index.ts";
+import { TenantIndex } from "../../core/tenant-index.ts";
 import type { JobQueue, JobView } from "../../worker/queue.ts";
 import { dropLocalLeftovers, dropTenantLeftovers } from "../support/cleanup.ts";
 import { startHarness, type Harness } from "../support/harness.ts";

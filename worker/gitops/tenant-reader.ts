@@ -5,7 +5,7 @@ import { parse } from "yaml";
 import { z } from "zod";
 import { regionSchema, tenantIdSchema, tierSchema } from "../../core/ids.ts";
 import type { Logger } from "../../core/logger.ts";
-import type { TenantDesired } from "../../webhooks/tenant-index.ts";
+import type { TenantDesired } from "../../core/tenant-index.ts";
 import type { GitOpsWriter } from "./writer.ts";
 
 const tenantFileSchema = z.object({

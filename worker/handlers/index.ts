@@ -6,7 +6,7 @@ import type { BundleReferences } from "../tenant-files.ts";
 import type { Config } from "../../core/config.ts";
 import type { Logger } from "../../core/logger.ts";
 import type { Metrics } from "../../core/metrics.ts";
-import type { TenantIndex } from "../../webhooks/tenant-index.ts";
+import type { TenantIndex } from "../../core/tenant-index.ts";
 import { DeletionBreaker } from "../deletion-breaker.ts";
 import type { GitOpsWriter } from "../gitops/writer.ts";
 import type { JobHandlers } from "../job-worker.ts";

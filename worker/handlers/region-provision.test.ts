@@ -14,7 +14,7 @@ import type { JobData } from "../../core/jobs.ts";
 import { RegionIndex } from "../../core/regions.ts";
 import { deleteRedisPrefix } from "../../test/support/cleanup.ts";
 import { TEST_REDIS_URL, localServiceEnv, uniqueName } from "../../test/support/services.ts";
-import { TenantIndex } from "../../webhooks/tenant-index.ts";
+import { TenantIndex } from "../../core/tenant-index.ts";
 import { JobQueue } from "../queue.ts";
 import { policyPacksFor } from "../runner-factory.ts";
 import { MemoryWriter, RecordingRunner, jobContext } from "./handler-doubles.test-support.ts";

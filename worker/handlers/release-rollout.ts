@@ -25,7 +25,7 @@
 import type { Redis } from "ioredis";
 import { CancelledError, ProgramError, RolloutPausedError, StackrailError, fateOf } from "../../core/errors.ts";
 import { tenantStackName } from "../../core/ids.ts";
-import type { TenantRecord } from "../../webhooks/tenant-index.ts";
+import type { TenantRecord } from "../../core/tenant-index.ts";
 import { renderTenantFiles } from "../gitops/manifests.ts";
 import { tenantPath } from "../gitops/paths.ts";
 import { commitMessage } from "../gitops/writer.ts";

@@ -4,7 +4,7 @@
 // state with an `up`, except for a protected tenant, whose drift is only ever reported, and unless
 // the configuration allows repairs (STACKRAIL_DRIFT_REPAIR): a job asking for one is not enough.
 import type { Metrics } from "../../core/metrics.ts";
-import type { TenantIndex } from "../../webhooks/tenant-index.ts";
+import type { TenantIndex } from "../../core/tenant-index.ts";
 import type { JobHandler } from "../job-worker.ts";
 import type { DriftedResource } from "../pulumi-protocol.ts";
 import type { StackRunner } from "../pulumi-runner.ts";

@@ -15,7 +15,7 @@ import { startHarness, type Harness } from "../../test/support/harness.ts";
 import { TEST_REDIS_URL } from "../../test/support/services.ts";
 import { buildZip } from "../../test/support/zip-builder.ts";
 import { checkBundle } from "../../webhooks/bundle-check.ts";
-import { TenantIndex } from "../../webhooks/tenant-index.ts";
+import { TenantIndex } from "../../core/tenant-index.ts";
 import { MemoryWriter, RecordingRunner, jobContext } from "./handler-doubles.test-support.ts";
 import { tenantFunctionHandler } from "./tenant-function.ts";
 

@@ -8,7 +8,7 @@
 // provision that fails before its stack ran leaves nothing and drops its claim; one that fails
 // after never forgets what may exist: the record stays `failed` until DELETE cleans it up.
 import { ConflictError, fateOf } from "../../core/errors.ts";
-import type { TenantIndex } from "../../webhooks/tenant-index.ts";
+import type { TenantIndex } from "../../core/tenant-index.ts";
 import { renderTenantFiles } from "../gitops/manifests.ts";
 import type { GitOpsWriter } from "../gitops/writer.ts";
 import type { JobHandler } from "../job-worker.ts";

@@ -5,7 +5,7 @@
 // note says plainly that nothing more was checked.
 import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
-import type { TenantRecord } from "../../webhooks/tenant-index.ts";
+import type { TenantRecord } from "../../core/tenant-index.ts";
 import type { GateRuntime, TenantCredentialSource, TenantCredentials, TenantHealth, WaveGateInput, WaveGateOptions, WaveGateReport } from "./gate-types.ts";
 import { cancelled, detailLine, mapLimited, seconds, throwIfCancelled } from "./gate-support.ts";
 

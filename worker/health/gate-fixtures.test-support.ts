@@ -2,7 +2,7 @@
 // run that records its progress lines, and the pair of Applications a tenant has in Argo CD.
 import { Writable } from "node:stream";
 import { createLogger, type Logger } from "../../core/logger.ts";
-import type { TenantRecord } from "../../webhooks/tenant-index.ts";
+import type { TenantRecord } from "../../core/tenant-index.ts";
 import type { AppState, ArgocdDouble } from "../../test/support/argocd-double.ts";
 import type { WaveGateInput, WaveGateReport, WaveHealthGate } from "./wave-gate.ts";
 

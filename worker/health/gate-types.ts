@@ -1,7 +1,7 @@
 // The wave health gate's contract, shared by the three sources (Argo CD, health URL, tenant
 // credentials) and re-exported by wave-gate.ts, which picks one of them from the configuration.
 import type { Logger } from "../../core/logger.ts";
-import type { TenantRecord } from "../../webhooks/tenant-index.ts";
+import type { TenantRecord } from "../../core/tenant-index.ts";
 
 export interface WaveGateInput {
   readonly wave: number;

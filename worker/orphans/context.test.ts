@@ -3,7 +3,7 @@
 // and which objects the installation scope reports.
 import { describe, expect, it } from "vitest";
 import { logicalNames } from "../../programs/naming.ts";
-import type { TenantRecord } from "../../webhooks/tenant-index.ts";
+import type { TenantRecord } from "../../core/tenant-index.ts";
 import { AuditContext, stillHolds } from "./context.ts";
 import type { Records } from "./records.ts";
 import { finding } from "./types.ts";

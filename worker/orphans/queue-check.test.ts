@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JOBS_QUEUE } from "../../core/jobs.ts";
 import { TEST_REDIS_URL, uniqueName } from "../../test/support/services.ts";
 import { deleteKeys } from "../../webhooks/edge-fixture.ts";
-import { TenantIndex } from "../../webhooks/tenant-index.ts";
+import { TenantIndex } from "../../core/tenant-index.ts";
 import { JobQueue } from "../queue.ts";
 import { AuditContext } from "./context.ts";
 import { checkQueue, deadLaneEntries, staleLease } from "./queue-check.ts";

@@ -6,7 +6,7 @@ import type { Redis } from "ioredis";
 import type { Tier } from "../../core/ids.ts";
 import { previewKey, TENANT_ID_PATTERN } from "../../core/ids.ts";
 import type { Scope } from "../../programs/naming.ts";
-import { TenantIndex, type TenantRecord } from "../../webhooks/tenant-index.ts";
+import { TenantIndex, type TenantRecord } from "../../core/tenant-index.ts";
 import { PreviewRegistry } from "../preview-registry.ts";
 import type { JobQueue } from "../queue.ts";
 

@@ -5,9 +5,9 @@
 //
 // Keys: <prefix>:tenants (set of ids), <prefix>:tenant:<id> (hash).
 import type { Redis } from "ioredis";
-import type { Region, TenantId, Tier } from "../core/ids.ts";
+import type { Region, TenantId, Tier } from "./ids.ts";
 // Output names that smell like secrets are never stored, whatever the worker passes.
-import { SECRET_FIELD_NAME } from "../core/logger.ts";
+import { SECRET_FIELD_NAME } from "./logger.ts";
 
 export interface TenantDesired {
   id: TenantId;
