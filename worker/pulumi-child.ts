@@ -2,12 +2,13 @@
 // Node). It builds the inline program, drives the engine through the Automation API and streams
 // engine events back as progress lines. It never sends a secret value: stack outputs marked secret
 // are replaced before they leave, and the engine itself masks secrets in events.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConcurrentUpdateError, LocalWorkspace, PulumiCommand, type EngineEvent, type OutputMap, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { ValidationError } from "../core/errors.ts";
 import { killTree } from "./process-tree.ts";
+import { repairFileCheckpoint } from "./checkpoint-repair.ts";
 import { POLICY_PACK_ENV, programFor } from "../programs/index.ts";
 import { POLICY_ATTACHMENTS_ROOT_ENV } from "../programs/policy/location.ts";
 import {
@@ -196,33 +197,10 @@ async function openStack(request: StackOperationRequest, settings: ChildSettings
 // A stack's lock is looked at by the worker before this process is asked to run anything
 // (worker/stack-guard.ts): a stale one is cleared there, a live one never reaches the engine.
 
-function parses(file: string): boolean {
-  try {
-    const text = readFileSync(file, "utf8");
-    return text.trim().length > 0 && typeof JSON.parse(text) === "object";
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The file backend writes the checkpoint in place: a process killed during that write leaves it
- * empty or cut off, and every later command fails with "failed to load checkpoint". The backend
- * keeps the previous checkpoint beside it (`.bak`); that one is restored, and the refresh that
- * follows reconciles it with what the interrupted update had already done.
- */
+/** A killed engine's half-written checkpoint files are repaired before the engine reads them. */
 function repairCheckpoint(request: StackOperationRequest, settings: ChildSettings): void {
   if (!settings.backendUrl.startsWith("file://")) return;
-  const file = path.join(fileURLToPath(settings.backendUrl), ".pulumi", "stacks", request.projectName, `${request.stack}.json`);
-  if (!existsSync(file) || parses(file)) return;
-  const backup = `${file}.bak`;
-  if (existsSync(backup) && parses(backup)) {
-    copyFileSync(backup, file);
-    send({ type: "progress", line: "restored the stack checkpoint from its backup (the last write was cut off)" });
-  } else {
-    renameSync(file, `${file}.corrupt-${Date.now()}`);
-    send({ type: "progress", line: "set aside an unreadable stack checkpoint with no usable backup; the next update adopts existing resources" });
-  }
+  for (const line of repairFileCheckpoint(fileURLToPath(settings.backendUrl), request.projectName, request.stack)) send({ type: "progress", line });
 }
 
 /** How many operations the stored checkpoint has pending. */
