@@ -11,10 +11,11 @@
 // module is not served by the Go module proxy here (403), so it is Stackrail's own minimal host,
 // tools/pulumi/cmd/pulumi-language-nodejs, built from the same tools module.
 import { createHash } from "node:crypto";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { PROJECT_ROOT, engineLocation, nodePackage, sdkVersion } from "../core/engine.ts";
+import { findGo, GO_NOT_FOUND, goBuildEnv, runLogged } from "./go-build.ts";
 
 const log = (message: string): void => {
   process.stdout.write(`[stackrail engine] ${message}\n`);
@@ -25,52 +26,12 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-function findGo(): string {
-  for (const candidate of [process.env.GO, "go", "/usr/local/go/bin/go", "/usr/lib/go/bin/go"]) {
-    if (!candidate) continue;
-    try {
-      execFileSync(candidate, ["version"], { stdio: "ignore" });
-      return candidate;
-    } catch {
-      // try the next one
-    }
-  }
-  return fail("Go is needed to build the Pulumi engine and was not found (looked for $GO, go on PATH, /usr/local/go/bin/go). Install Go 1.26 or later.");
+function requireGo(): string {
+  return findGo() ?? fail(`Go is needed to build the Pulumi engine and ${GO_NOT_FOUND}`);
 }
 
 function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, label: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const child = spawn(cmd, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-    let compiled = 0;
-    let tail = "";
-    const onData = (chunk: Buffer): void => {
-      const text = chunk.toString();
-      // `go build -v` names each package as it is compiled: count them for the progress line.
-      compiled += text.split("\n").filter((l) => /^[\w.-]+(\/[\w.~-]+)+$/.test(l.trim())).length;
-      tail = (tail + text).slice(-8000);
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    const timer = setInterval(() => {
-      const secs = Math.round((Date.now() - started) / 1000);
-      log(`${label}: ${secs}s elapsed${compiled > 0 ? `, ${compiled} packages compiled` : ""}`);
-    }, 15_000);
-    child.on("error", (err) => {
-      clearInterval(timer);
-      reject(err);
-    });
-    child.on("close", (code) => {
-      clearInterval(timer);
-      const secs = Math.round((Date.now() - started) / 1000);
-      if (code === 0) {
-        log(`${label}: done in ${secs}s${compiled > 0 ? ` (${compiled} packages compiled)` : ""}`);
-        resolve();
-      } else {
-        reject(new Error(`${label} failed with exit code ${code}:\n${tail}`));
-      }
-    });
-  });
+  return runLogged(cmd, args, { cwd, env, label, log, countPackages: true });
 }
 
 const shim = (comment: string, node: string, target: string): string => `#!/bin/sh
@@ -136,12 +97,7 @@ function readStampFile(file: string): Stamp {
 }
 
 function buildEnv(): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    GOFLAGS: "-mod=readonly -buildvcs=false",
-    CGO_ENABLED: "0",
-    GOTOOLCHAIN: "local",
-  };
+  return goBuildEnv();
 }
 
 const ldflagsFor = (version: string): string => `-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v${version}`;
@@ -185,7 +141,7 @@ export async function installEngine(root = PROJECT_ROOT): Promise<void> {
     }
     // The CLI is current; only the language host is missing or its sources changed (seconds, not minutes).
     log(`Pulumi engine v${engine.version} present; ${LANGUAGE_HOST} missing or out of date, building it`);
-    const go = findGo();
+    const go = requireGo();
     const staging = path.join(engine.dir, `.staging-${process.pid}`);
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { recursive: true });
@@ -200,7 +156,7 @@ export async function installEngine(root = PROJECT_ROOT): Promise<void> {
     return;
   }
 
-  const go = findGo();
+  const go = requireGo();
   const goVersion = execFileSync(go, ["version"], { encoding: "utf8" }).trim();
   log(`building the Pulumi engine v${engine.version} with ${goVersion} (a cold build takes several minutes on two cores)`);
   const toolsDir = path.join(root, "tools/pulumi");

@@ -5,10 +5,11 @@
 // The version and every dependency are pinned by deploy/helm/tools/go.mod and go.sum (a tools
 // module, `tool helm.sh/helm/v4/cmd/helm`), so a build is reproducible and checked against go.sum.
 // When the pinned version is already built it returns at once.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { PROJECT_ROOT } from "../core/engine.ts";
+import { findGo, GO_NOT_FOUND, goBuildEnv, runLogged } from "./go-build.ts";
 
 const log = (message: string): void => {
   process.stdout.write(`[stackrail helm] ${message}\n`);
@@ -36,19 +37,6 @@ export function helmLocation(root = PROJECT_ROOT): HelmLocation {
   return { version, dir, helm: path.join(dir, "bin", "helm") };
 }
 
-function findGo(): string | undefined {
-  for (const candidate of [process.env.GO, "go", "/usr/local/go/bin/go", "/usr/lib/go/bin/go"]) {
-    if (!candidate) continue;
-    try {
-      execFileSync(candidate, ["version"], { stdio: "ignore" });
-      return candidate;
-    } catch {
-      // try the next one
-    }
-  }
-  return undefined;
-}
-
 /** `helm version --short` of a binary, or undefined when it does not run. */
 export function helmVersionOf(helm: string): string | undefined {
   try {
@@ -59,30 +47,7 @@ export function helmVersionOf(helm: string): string | undefined {
 }
 
 function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, label: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const child = spawn(cmd, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-    let tail = "";
-    const keep = (chunk: Buffer): void => {
-      tail = (tail + chunk.toString()).slice(-8000);
-    };
-    child.stdout.on("data", keep);
-    child.stderr.on("data", keep);
-    const timer = setInterval(() => log(`${label}: ${Math.round((Date.now() - started) / 1000)}s elapsed`), 15_000);
-    child.on("error", (err) => {
-      clearInterval(timer);
-      reject(err);
-    });
-    child.on("close", (code) => {
-      clearInterval(timer);
-      if (code === 0) {
-        log(`${label}: done in ${Math.round((Date.now() - started) / 1000)}s`);
-        resolve();
-      } else {
-        reject(new Error(`${label} failed with exit code ${code}:\n${tail}`));
-      }
-    });
-  });
+  return runLogged(cmd, args, { cwd, env, label, log });
 }
 
 export async function installHelm(root = PROJECT_ROOT): Promise<HelmLocation> {
@@ -93,10 +58,10 @@ export async function installHelm(root = PROJECT_ROOT): Promise<HelmLocation> {
     return location;
   }
   const go = findGo();
-  if (!go) throw new Error("Go is needed to build the Helm CLI and was not found (looked for $GO, go on PATH, /usr/local/go/bin/go)");
+  if (!go) throw new Error(`Go is needed to build the Helm CLI and ${GO_NOT_FOUND}`);
   const toolsDir = path.join(root, HELM_TOOLS_DIR);
   // readonly: go.sum decides what is built; a missing or changed sum fails instead of being rewritten.
-  const env: NodeJS.ProcessEnv = { ...process.env, GOFLAGS: "-mod=readonly -buildvcs=false", CGO_ENABLED: "0", GOTOOLCHAIN: "local" };
+  const env = goBuildEnv();
   const staging = path.join(root, ".engine", "tools", `.staging-helm-${process.pid}`);
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(path.join(staging, "bin"), { recursive: true });
