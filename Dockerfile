@@ -43,6 +43,7 @@ RUN --mount=type=cache,target=/root/go/pkg/mod \
 # ---- validators: the GitOps manifest validators `npm ci` generates (build-validators.ts) ---------
 FROM deps AS validators
 COPY core core
+COPY jobs jobs
 COPY worker worker
 COPY scripts/build-validators.ts scripts/build-validators.ts
 RUN node_modules/.bin/node scripts/build-validators.ts
@@ -71,6 +72,7 @@ COPY --from=engine /src/.engine .engine
 COPY --from=validators /src/.build .build
 COPY package.json Pulumi.yaml main.ts service.ts ./
 COPY core core
+COPY jobs jobs
 COPY worker worker
 COPY webhooks webhooks
 COPY programs programs

@@ -12,7 +12,7 @@ import { engineLocation, type EngineLocation } from "./core/engine.ts";
 import { createLogger, SecretScrubber, type Logger } from "./core/logger.ts";
 import { createMetrics, type Metrics } from "./core/metrics.ts";
 import type { GitOpsWriter } from "./worker/gitops/writer.ts";
-import type { JobQueue } from "./worker/queue.ts";
+import type { JobQueue } from "./jobs/queue.ts";
 import type { WorkerRole, WorkerRoleDeps } from "./worker/worker-role.ts";
 
 export type Role = "all" | "api" | "worker";
@@ -113,10 +113,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const { registerReleaseControl } = await import("./webhooks/release-control.ts");
     const { registerOperationsApi } = await import("./webhooks/operations-api.ts");
     const { TenantIndex } = await import("./core/tenant-index.ts");
-    const { DeadLetters } = await import("./worker/dead-letters.ts");
+    const { DeadLetters } = await import("./jobs/dead-letters.ts");
     const { createGitOpsWriter } = await import("./worker/gitops/writer-factory.ts");
     const { readDesiredTenants } = await import("./worker/gitops/tenant-reader.ts");
-    const { JobQueue } = await import("./worker/queue.ts");
+    const { JobQueue } = await import("./jobs/queue.ts");
     const edge = createEdgeRedis(config.redisUrl);
     // The edge connection queues nothing while disconnected; serve only once it is connected.
     await waitReady(edge, 5_000);
@@ -144,7 +144,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       }),
       extraRoutes: async (a: FastifyInstance) => {
         registerReleaseControl(a, { config, redis: edge, queue: q });
-        await registerOperationsApi(a, { config, redis: edge, queue: q, deadLetters: new DeadLetters(edge, config.queuePrefix), reader, engine, metrics });
+        await registerOperationsApi(a, { config, redis: edge, queue: q, deadLetters: new DeadLetters(edge, config.queuePrefix), metrics });
         await worker?.registerRoutes(a);
       },
     });

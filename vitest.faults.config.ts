@@ -1,5 +1,15 @@
 import { defineConfig } from "vitest/config";
+import { BaseSequencer, type TestSpecification } from "vitest/node";
 import { SummaryReporter } from "./test/summary-reporter.ts";
+
+/** The soak last: it takes longest, and a failure in a short case then shows without waiting for it. */
+class SoakLastSequencer extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const sorted = await super.sort(files);
+    const isSoak = (f: TestSpecification) => f.moduleId.endsWith("/soak.test.ts");
+    return [...sorted.filter((f) => !isSoak(f)), ...sorted.filter(isSoak)];
+  }
+}
 
 // `npm run test:faults`: the fault-injection suite (test/faults/). Real processes are killed,
 // stopped and restarted; each file runs its own installation (private Redis, GitOps remote,
@@ -15,6 +25,7 @@ export default defineConfig({
     pool: "forks",
     maxWorkers: 1,
     fileParallelism: false,
+    sequence: { sequencer: SoakLastSequencer },
     reporters: ["default", new SummaryReporter()],
   },
 });

@@ -16,7 +16,7 @@ import { createLogger } from "../core/logger.ts";
 import { startService, type Service } from "../service.ts";
 import { localServiceEnv, uniqueName } from "../test/support/services.ts";
 import { killTree } from "../worker/process-tree.ts";
-import type { JobQueue } from "../worker/queue.ts";
+import type { JobQueue } from "../jobs/queue.ts";
 import { deleteRedisPrefix, dropLocalLeftovers, removeDir } from "./lib/cleanup.ts";
 import { startCpu, type CpuUse } from "./lib/cpu.ts";
 import { expectSucceeded, waitFinal } from "./lib/jobs.ts";

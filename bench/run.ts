@@ -1,4 +1,4 @@
-// `npm run bench [-- ingest overhead fanout storm memory rollout github-calls]`: runs the benchmarks of issues 8
+// `npm run bench [-- ingest overhead fanout storm memory rollout github-calls lanes]`: runs the benchmarks of issues 8
 // and 18 (all of them by default, in that order), prints one table (name, ours, baseline, ratio, goal, met?) and
 // writes it with the machine's description to bench/results/latest.json. A goal that is not met
 // is reported, never a failure: the exit code is non-zero only when a benchmark could not run.
@@ -10,6 +10,7 @@ import { checkMariaDb, checkRedis } from "../test/support/services.ts";
 import { benchFanout } from "./fanout.ts";
 import { benchGithubCalls } from "./github-calls.ts";
 import { benchIngest } from "./ingest.ts";
+import { benchLanes } from "./lanes.ts";
 import { benchMemory } from "./memory.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchRollout } from "./rollout.ts";
@@ -25,6 +26,7 @@ const BENCHES: Record<string, () => Promise<Row[]>> = {
   memory: benchMemory,
   rollout: benchRollout,
   "github-calls": benchGithubCalls,
+  lanes: benchLanes,
 };
 
 interface Failure {

@@ -1,6 +1,7 @@
 // The `stackrail` CLI against a real running service (issue 17, section 2): each command runs as
 // a child process on the project's Node, as an operator would run it, configured only by
-// STACKRAIL_URL, STACKRAIL_TOKEN and the webhook secret. One provision is the only engine work.
+// STACKRAIL_URL, STACKRAIL_TOKEN and the webhook secret. The engine work: one provision, and one
+// rollout of that tenant (every wave waits for approval here, so a rollout stops at its first).
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -58,7 +59,7 @@ function json(run: Run): any {
 }
 
 beforeAll(async () => {
-  h = await startHarness();
+  h = await startHarness({ env: { STACKRAIL_APPROVAL_WAVES: "all" } });
   scratch = mkdtempSync(path.join(tmpdir(), "stackrail-cli-"));
 });
 
@@ -172,6 +173,41 @@ describe("stackrail CLI", () => {
     expect(audit.code).toBe(0);
     expect(audit.stdout).toContain(provision);
     expect(audit.stdout).toContain("api:e2e");
+  });
+
+  it("--wait stops where a rollout waits for approval (exit 3), and a rollout's time counts from when it was queued", async () => {
+    const asked = Date.now();
+    // Before the fix this polled forever: the bound makes that a failure instead of a hang.
+    const created = await cli(["releases", "create", "1.0.1", "--wait", "--timeout", "150"]);
+    expect(created.code, created.stdout + created.stderr).toBe(3);
+    const rollout = /^rollout of 1\.0\.1 queued: job (\S+)$/m.exec(created.stderr)?.[1] ?? "";
+    expect(rollout).not.toBe("");
+    expect(created.stdout).toContain(`job ${rollout} (release.rollout, releases) awaiting-approval of wave 1 (eu-west-1), plan revision 1, `);
+    expect(created.stdout).toContain(`\nwaiting for approval: stackrail releases approve ${rollout}\n`);
+    // A script gets the view and the same exit code; --through-approval would wait on (bounded here).
+    const scripted = await cli(["jobs", "show", rollout, "--wait", "--json"]);
+    expect(scripted.code, scripted.stderr).toBe(3);
+    expect(json(scripted)).toMatchObject({ id: rollout, kind: "release.rollout", state: "awaiting-approval" });
+    const through = await cli(["jobs", "show", rollout, "--wait", "--through-approval", "--timeout", "2"]);
+    expect(through.code).toBe(1);
+    expect(through.stderr).toContain(`job ${rollout} is still awaiting-approval after 2s`);
+
+    // Approved, the rollout runs the wave (a BullMQ parent: it runs again once its steps are done,
+    // so its last start is seconds before its end). --wait follows it past the approved wave.
+    const approving = Date.now();
+    const approved = await cli(["releases", "approve", rollout, "--wait"]);
+    const approveTook = Date.now() - approving;
+    expect(approved.code, approved.stdout + approved.stderr).toBe(0);
+    const outcome = new RegExp(`^job ${rollout} \\(release\\.rollout, releases\\) succeeded after (?:(\\d+)m)?(\\d+)s\n  counted from when it was queued `, "m").exec(
+      approved.stdout,
+    );
+    expect(outcome, approved.stdout).not.toBeNull();
+    const reported = (Number(outcome?.[1] ?? 0) * 60 + Number(outcome?.[2])) * 1000;
+    // At least the approved part this command waited for (less its own start and the rounding down),
+    // at most the time since the release was asked for.
+    expect(reported, `approve --wait took ${approveTook} ms`).toBeGreaterThanOrEqual(approveTook - 3000);
+    expect(reported).toBeLessThanOrEqual(Date.now() - asked + 1000);
+    expect(json(await cli(["tenants", "show", tenant, "--json"]))).toMatchObject({ id: tenant, version: "1.0.1" });
   });
 
   it("a route the server refuses or lacks is named with its status", async () => {

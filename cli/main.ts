@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `stackrail`: the operator's command line over the HTTP API (cli/README.md). It runs on the
-// project's Node 24 (`npx stackrail`, `npm run stackrail --`, or node_modules/node/bin/node cli/main.ts).
+// project's Node 24: `node_modules/.bin/node cli/main.ts` (README: an alias). Not `npx stackrail` inside the
+// repository: npx installs the project itself into its cache for that, which strict-allow-scripts refuses.
 import { createInterface } from "node:readline/promises";
 import { runCli, type CliIo } from "./program.ts";
 

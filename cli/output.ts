@@ -45,7 +45,7 @@ export function keyValues(entries: readonly (readonly [string, unknown])[], inde
       text += `${indent}${key}\n${keyValues(Object.entries(value as Record<string, unknown>), `${indent}  `)}`;
     } else if (Array.isArray(value) && value.length > 0 && value.some((v) => v !== null && typeof v === "object")) {
       // A list of records (a rollout's waves): one line each.
-      text += `${indent}${key}\n${value.map((v) => `${indent}  - ${inline(v)}\n`).join("")}`;
+      text += `${indent}${key}\n${value.map((v) => `${indent}  - ${oneLine(inline(v))}\n`).join("")}`;
     } else {
       text += `${indent}${key.padEnd(width)}  ${scalar(value)}\n`;
     }
@@ -129,8 +129,12 @@ export class ProgressLine {
     this.#started = term.now();
   }
 
+  get elapsedMs(): number {
+    return this.#term.now() - this.#started;
+  }
+
   get elapsed(): string {
-    return duration(this.#term.now() - this.#started);
+    return duration(this.elapsedMs);
   }
 
   line(jobId: string, text: string): void {

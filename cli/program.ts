@@ -7,8 +7,8 @@ import { z } from "zod";
 import type { JobState } from "../core/jobs.ts";
 import { regionSchema, tenantIdSchema, tierSchema, versionSchema } from "../core/ids.ts";
 import { ApiClient, ApiError, displayUrl, parseAnswer } from "./api-client.ts";
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./exit-codes.ts";
-import { exitCodeOf, getJob, jobRoute, jobViewSchema, waitForJob, WaitTimeoutError, type JobViewAnswer } from "./job-wait.ts";
+import { EXIT_AWAITING_APPROVAL, EXIT_FAILED, EXIT_OK, EXIT_USAGE, worstExit } from "./exit-codes.ts";
+import { exitCodeOf, getJob, jobRoute, jobViewSchema, waitForJob, WaitTimeoutError, type AwaitedApproval, type JobViewAnswer } from "./job-wait.ts";
 import { age, duration, inline, keyValues, ProgressLine, records, scalar, table, type Terminal } from "./output.ts";
 import { UsageError } from "./usage-error.ts";
 import { buildDelivery, deliveryAnswerSchema, deliveryHeaders, webhookSecret } from "./webhook-send.ts";
@@ -32,6 +32,7 @@ interface GlobalOptions {
 interface WaitOptions {
   wait?: boolean;
   timeout?: string;
+  throughApproval?: boolean;
 }
 
 const JOB_STATES = ["waiting", "running", "awaiting-approval", "succeeded", "failed", "superseded", "cancelled"] as const satisfies readonly JobState[];
@@ -150,7 +151,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
     .showHelpAfterError(jsonWanted ? false : "(run with --help for usage)")
     .addHelpText(
       "after",
-      "\nExit codes: 0 done (a waited-on job succeeded), 1 refused, unreachable, or the job failed or was cancelled, 2 usage error (also the API's 400).",
+      `\nExit codes: ${EXIT_OK} done (a waited-on job succeeded), ${EXIT_FAILED} refused, unreachable, or the job failed or was cancelled, ${EXIT_USAGE} usage error (also the API's 400), ${EXIT_AWAITING_APPROVAL} a waited-on rollout waits for an approval (stackrail releases approve JOB).`,
     );
 
   const globals = (cmd: Command) => cmd.optsWithGlobals<GlobalOptions & WaitOptions & Record<string, unknown>>();
@@ -205,6 +206,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
     const api = client(cmd);
     const progress = new ProgressLine(io);
     const quiet = o.json === true;
+    let waiting: AwaitedApproval | undefined;
     const view = await waitForJob(
       api,
       jobId,
@@ -223,18 +225,31 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
         onUnavailable: (err) => {
           if (!quiet) progress.line(jobId, `(no answer, still waiting: ${err.message})`);
         },
+        onAwaitingApproval: (w) => {
+          waiting = w;
+        },
       },
-      { timeoutMs: timeoutMs(o) },
+      { timeoutMs: timeoutMs(o), throughApproval: o.throughApproval === true },
     );
     progress.done();
-    if (print) emit(cmd, view, () => outcomeText(view, progress.elapsed));
+    // --json: the view itself (its state says awaiting-approval); the exit code says the rest.
+    if (print) emit(cmd, view, () => outcomeText(view, { now: io.now(), waitedMs: progress.elapsedMs, waiting }));
     return { code: exitCodeOf(view), view };
   };
 
-  const waitOptions = (cmd: Command) =>
+  /** `rollout`: the job may be (or follow) a release rollout, which can wait for an approval. */
+  const waitOptions = (cmd: Command, rollout = false) => {
     cmd
-      .option("--wait", "follow the job until it ends; the exit code is its outcome")
+      .option(
+        "--wait",
+        rollout
+          ? `follow the job until it ends, or until a wave waits for approval (exit ${EXIT_AWAITING_APPROVAL}); the exit code is its outcome`
+          : "follow the job until it ends; the exit code is its outcome",
+      )
       .option("--timeout <seconds>", "with --wait: stop waiting after this long");
+    if (rollout) cmd.option("--through-approval", "with --wait: keep waiting while a wave waits for approval, until the job ends");
+    return cmd;
+  };
 
   // A command, as kubectl, argocd and pulumi have: `--version` belongs to the commands that take a version.
   program
@@ -358,7 +373,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
   // ---- releases ------------------------------------------------------------------------------
   const releases = program.command("releases").description("roll a version out in waves, and steer the rollout");
 
-  waitOptions(releases.command("create <version>").description("roll a version out to every tenant, wave by wave (POST /v1/releases)")).action(
+  waitOptions(releases.command("create <version>").description("roll a version out to every tenant, wave by wave (POST /v1/releases)"), true).action(
     async (version: string, _o: unknown, cmd: Command) => {
       const v = parseWith(versionSchema, version, "version");
       const res = await client(cmd).request("POST", "/v1/releases", { body: { version: v } });
@@ -381,7 +396,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
     ["pause", "hold the rollout before its next wave"],
     ["resume", "let a paused rollout go on, or start a stopped one again where it stopped"],
   ] as const) {
-    waitOptions(releases.command(`${action} <jobId>`).description(`${what} (POST /v1/releases/:jobId/${action})`)).action(
+    waitOptions(releases.command(`${action} <jobId>`).description(`${what} (POST /v1/releases/:jobId/${action})`), true).action(
       async (jobId: string, _o: unknown, cmd: Command) => {
         const route = `/v1/releases/${enc(jobId)}/${action}`;
         const { body } = await client(cmd).request("POST", route);
@@ -438,7 +453,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
       emit(cmd, { jobs: rows }, () => (rows.length === 0 ? "no jobs\n" : jobTable(rows, io.now())));
     });
 
-  waitOptions(jobs.command("show <id>").description("a job's state, progress, result or error (GET /v1/jobs/:id)")).action(
+  waitOptions(jobs.command("show <id>").description("a job's state, progress, result or error (GET /v1/jobs/:id)"), true).action(
     async (id: string, _o: unknown, cmd: Command) => {
       if (globals(cmd).wait) {
         setExit((await follow(cmd, id)).code);
@@ -485,7 +500,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
         for (const line of view.progress) io.out.write(`${line}\n`);
         return EXIT_OK;
       }
-      const final = await waitForJob(api, id, { onProgress: (line) => io.out.write(`${line}\n`) });
+      // As the log stream does: to the job's end, through any wait for an approval.
+      const final = await waitForJob(api, id, { onProgress: (line) => io.out.write(`${line}\n`) }, { throughApproval: true });
       return exitCodeOf(final);
     }
     if ((res.headers.get("content-type") ?? "").includes("application/json")) {
@@ -499,7 +515,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
     }
     if (!o.follow) return EXIT_OK;
     // The stream ends with the job: its outcome is the exit code.
-    return exitCodeOf(await waitForJob(api, id));
+    return exitCodeOf(await waitForJob(api, id, {}, { throughApproval: true }));
   };
 
   // ---- dead letters --------------------------------------------------------------------------
@@ -525,7 +541,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
       );
     });
 
-  waitOptions(dead.command("retry <id>").description("run a dead-lettered job again (POST /v1/dead-letters/:id/retry)")).action(
+  waitOptions(dead.command("retry <id>").description("run a dead-lettered job again (POST /v1/dead-letters/:id/retry)"), true).action(
     async (id: string, _o: unknown, cmd: Command) => {
       const route = `/v1/dead-letters/${enc(id)}/retry`;
       const res = await client(cmd).request("POST", route);
@@ -584,6 +600,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
       .option("--file <payload.json>", "the payload, as GitHub sends it (- reads stdin); ping needs none")
       .option("--repo <owner/name>", "set the payload's repository")
       .option("--delivery <id>", "X-GitHub-Delivery (default: a new UUID; repeat one to test redelivery)"),
+    true,
   ).action(async (event: string, _o: unknown, cmd: Command) => {
     const o = globals(cmd);
     const delivery = await buildDelivery({
@@ -609,15 +626,15 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void, argv: r
       if (answer.jobs.length === 0 && !answer.ignored) text += "  no job for this event\n";
       io.out.write(text);
     }
-    let worst = EXIT_OK;
+    const codes: number[] = [];
     const views: JobViewAnswer[] = [];
     for (const jobId of waitFor) {
       const { code, view } = await follow(cmd, jobId, !o.json);
-      worst = Math.max(worst, code);
+      codes.push(code);
       views.push(view);
     }
     if (o.json) io.out.write(`${JSON.stringify({ status: res.status, ...answer, ...(o.wait ? { jobViews: views } : {}) }, null, 2)}\n`);
-    setExit(worst);
+    setExit(worstExit(codes));
   });
 
   return program;
@@ -658,9 +675,20 @@ function jobTable(rows: readonly JobViewAnswer[], now: number): string {
   ]);
 }
 
+/**
+ * How long a job took: from when it was queued (createdAt) to its end. Not from `startedAt`: that
+ * is the start of the job's last run, and a job can run more than once (a rollout runs again after
+ * its wave's steps, and after each approval), so it would count only the last few seconds.
+ */
+export function tookMs(view: JobViewAnswer, now?: number): number | undefined {
+  const from = view.createdAt ? Date.parse(view.createdAt) : Number.NaN;
+  const to = view.finishedAt ? Date.parse(view.finishedAt) : (now ?? Number.NaN);
+  return Number.isFinite(from) && Number.isFinite(to) ? Math.max(0, to - from) : undefined;
+}
+
 function elapsedOf(view: JobViewAnswer): string | undefined {
-  if (!view.startedAt || !view.finishedAt) return undefined;
-  return duration(Date.parse(view.finishedAt) - Date.parse(view.startedAt));
+  const ms = tookMs(view);
+  return ms === undefined ? undefined : `${duration(ms)} (from queued to finished)`;
 }
 
 function jobText(view: JobViewAnswer, now: number): string {
@@ -686,9 +714,28 @@ function jobText(view: JobViewAnswer, now: number): string {
   return text;
 }
 
-function outcomeText(view: JobViewAnswer, waited: string): string {
-  const took = elapsedOf(view) ?? waited;
-  let text = `job ${view.id} (${view.kind}${view.stack ? `, ${view.stack}` : ""}) ${view.state} after ${took}\n`;
+/** The end of a wait: the job's outcome (stdout), or what a rollout waits for and how to give it. */
+export function outcomeText(view: JobViewAnswer, wait: { now: number; waitedMs: number; waiting?: AwaitedApproval | undefined }): string {
+  const job = `job ${view.id} (${view.kind}${view.stack ? `, ${view.stack}` : ""})`;
+  const took = tookMs(view, wait.now);
+  if (view.state === "awaiting-approval") {
+    const w = wait.waiting;
+    const wave =
+      w && w.wave !== null
+        ? ` of wave ${w.wave}${w.regions.length > 0 ? ` (${w.regions.join(", ")})` : ""}${w.revision !== null ? `, plan revision ${w.revision}` : ""}`
+        : "";
+    const since = took === undefined ? `, after waiting ${duration(wait.waitedMs)}` : `, ${duration(took)} after it was queued`;
+    return (
+      `${job} awaiting-approval${wave}${since}\n` +
+      `waiting for approval: stackrail releases approve ${view.id}\n` +
+      `  the plan and its diffs: stackrail releases plan ${view.id}; to stop the rollout instead: stackrail releases reject ${view.id}\n`
+    );
+  }
+  // The first line's form is what scripts and the README match; the line under it says what the time counts.
+  let text =
+    took !== undefined && view.finishedAt
+      ? `${job} ${view.state} after ${duration(took)}\n  counted from when it was queued (${view.createdAt ?? "-"}) to its end (${view.finishedAt})\n`
+      : `${job} ${view.state} after ${duration(wait.waitedMs)}\n  counted from when this command began waiting (the service did not say when the job was queued)\n`;
   if (view.error) text += `  error: ${view.error}\n`;
   const result = asRecord(view.result);
   if (view.state === "succeeded" && Object.keys(result).length > 0) text += keyValues(Object.entries(result), "  ");

@@ -2,6 +2,8 @@
 // A bad or missing value throws ConfigError naming the variable; main.ts prints it and exits.
 import path from "node:path";
 import { z } from "zod";
+import { DEFAULT_DEPLOY_PATHS, parseDeployPaths, type DeployPaths } from "./deploy-paths.ts";
+import { BlobUrlError, parseBlobUrl, type BlobLocation } from "./blob-url.ts";
 import { ConfigError } from "./errors.ts";
 import { urlCredentials } from "./urls.ts";
 
@@ -26,6 +28,8 @@ export interface Config {
   readonly dataDir: string;
   readonly pulumiBackendUrl: string;
   readonly pulumiPassphrase: string | undefined;
+  /** STACKRAIL_BLOB_URL: bundles and backups, shared by every machine (core/blob-store.ts). */
+  readonly blobStore: BlobLocation;
   readonly target: "local" | "aws";
   readonly gitopsRepo: string;
   /**
@@ -41,8 +45,11 @@ export interface Config {
   readonly concurrency: number;
   readonly shutdownGraceMs: number;
   readonly logLevel: string;
-  /** Paths (prefixes or globs with `*`/`**`) whose change on the default branch triggers a rollout. */
-  readonly deployPaths: readonly string[];
+  /**
+   * Paths whose change on the default branch triggers a rollout: prefixes (`charts/`) or picomatch
+   * globs, `!pattern` excluding, validated here (core/deploy-paths.ts).
+   */
+  readonly deployPaths: DeployPaths;
   readonly publicUrl: string;
   /** The application's git repository and chart path that tenant Applications deploy. */
   readonly appRepoUrl: string;
@@ -75,7 +82,7 @@ export interface Config {
   readonly tenantCodeRoleArn: string | undefined;
   /** Per-kind time limits in ms (STACKRAIL_TIMEOUTS="tenant.provision=1800,release.rollout=7200", seconds). */
   readonly timeouts: Readonly<Record<string, number>>;
-  /** How often the worker looks for scheduled work (idle previews, ended rollback windows). */
+  /** How often the worker looks for scheduled work (idle previews, drift checks, the orphan audit). */
   readonly schedulerIntervalMs: number;
   /** A preview waits this long before it runs, so a burst of pushes runs once for the newest head. */
   readonly previewDebounceMs: number;
@@ -103,7 +110,7 @@ export interface Config {
   /**
    * What the orphan audit reports by default on the MariaDB and cache servers: `server` everything in
    * the tenant name spaces (a dedicated server), `installation` only objects of tenant ids and preview
-   * keys this installation knows (servers shared with other installations). See worker/orphans/types.ts.
+   * keys this installation knows (servers shared with other installations). See jobs/orphan-report.ts.
    */
   readonly orphanScope: "server" | "installation";
   /** Waves (1-based) that wait in `awaiting-approval` until approved; default every wave after the first. */
@@ -219,6 +226,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     dataDir,
     pulumiBackendUrl: backend,
     pulumiPassphrase: passphrase,
+    blobStore: parseBlobLocation(env.STACKRAIL_BLOB_URL, dataDir),
     target: field("STACKRAIL_TARGET", z.enum(["local", "aws"], { message: "must be local or aws" }), env.STACKRAIL_TARGET ?? "local"),
     gitopsRepo,
     gitopsMode: parseGitopsMode(env.GITOPS_MODE, gitopsRepo),
@@ -229,7 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     concurrency: field("STACKRAIL_CONCURRENCY", intIn(1, 64), env.STACKRAIL_CONCURRENCY ?? "2"),
     shutdownGraceMs: field("STACKRAIL_SHUTDOWN_GRACE_MS", intIn(0, 3_600_000), env.STACKRAIL_SHUTDOWN_GRACE_MS ?? "30000"),
     logLevel: field("LOG_LEVEL", z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), env.LOG_LEVEL ?? "info"),
-    deployPaths: listOf(env.STACKRAIL_DEPLOY_PATHS ?? "src/**,app/**,Dockerfile,package.json,charts/**"),
+    deployPaths: parseDeployPaths(env.STACKRAIL_DEPLOY_PATHS ?? DEFAULT_DEPLOY_PATHS),
     appRepoUrl: field(
       "STACKRAIL_APP_REPO_URL",
       urlWith(["https:", "http:", "ssh:", "file:"]),
@@ -307,6 +315,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     healthTimeoutMs: field("STACKRAIL_HEALTH_TIMEOUT_S", intIn(1, 24 * 3600), env.STACKRAIL_HEALTH_TIMEOUT_S ?? "300") * 1000,
     publicUrl: field("STACKRAIL_PUBLIC_URL", urlWith(["https:", "http:"]), env.STACKRAIL_PUBLIC_URL ?? `http://127.0.0.1:${port}`).replace(/\/$/, ""),
   };
+}
+
+/** STACKRAIL_BLOB_URL: `file://…` (default `file://$STACKRAIL_DATA_DIR/blobs`) or `s3://bucket/prefix?endpoint=…`. */
+function parseBlobLocation(raw: string | undefined, dataDir: string): BlobLocation {
+  if (raw === undefined || raw === "") return { kind: "file", root: path.join(dataDir, "blobs") };
+  try {
+    return parseBlobUrl(field("STACKRAIL_BLOB_URL", z.string().trim().min(1), raw));
+  } catch (err) {
+    if (err instanceof BlobUrlError) throw new ConfigError("STACKRAIL_BLOB_URL", err.message);
+    throw err;
+  }
 }
 
 /** Webhook secrets: each at least 16 characters (shorter ones are guessable and cannot be scrubbed from logs reliably). */

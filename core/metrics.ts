@@ -1,5 +1,8 @@
 // Prometheus metrics (prom-client), one registry per process, passed in rather than global so
 // tests can read a fresh one. The HTTP edge registers its own delivery counters on the same registry.
+// Labels take values from small fixed sets only (job kind and state, tier, region, HTTP status):
+// never a tenant, stack, repository, delivery or job id, each of which would make one series per
+// tenant or per event. Which stack a number is about belongs in the job's record (GET /v1/jobs).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export interface Metrics {
@@ -10,8 +13,12 @@ export interface Metrics {
   readonly oldestWaitingSeconds: Gauge;
   readonly githubCalls: Counter<"status">;
   readonly githubRateRemaining: Gauge;
-  readonly driftFound: Counter<"stack">;
-  /** Findings of the installation's last orphan audit, by kind (worker/orphans/types.ts ORPHAN_KINDS). */
+  /**
+   * Drift checks that found drift, by stack kind (`tenant`), tier and region; which stack and what
+   * drifted are in the `tenant.drift` job's result.
+   */
+  readonly driftFound: Counter<"kind" | "tier" | "region">;
+  /** Findings of the installation's last orphan audit, by kind (jobs/orphan-report.ts ORPHAN_KINDS). */
   readonly orphans: Gauge<"kind">;
   /** When that audit ran (seconds since the epoch): an alert on its age finds an audit that stopped running. */
   readonly orphanAuditTime: Gauge;
@@ -111,8 +118,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     }),
     driftFound: new Counter({
       name: "stackrail_drift_found_total",
-      help: "Refreshes that found drift, by stack",
-      labelNames: ["stack"],
+      help: "Drift checks that found drift, by stack kind, tier and region (the stack and its drifted resources are in the job's result)",
+      labelNames: ["kind", "tier", "region"],
       registers: [registry],
     }),
     orphans: new Gauge({

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { ValidationError } from "../core/errors.ts";
 import { POLICY_PACK_DIR, programFor, type ProgramContext } from "./index.ts";
-import { logicalNames } from "./naming.ts";
+import { logicalNames } from "../core/naming.ts";
 
 const local: ProgramContext = { target: "local", dataDir: "/tmp/x", localMysqlUrl: "mysql://root@127.0.0.1:3306", localRedisUrl: "redis://127.0.0.1:6379" };
 const aws: ProgramContext = { ...local, target: "aws" };

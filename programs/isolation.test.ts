@@ -15,7 +15,7 @@ import { TEST_MYSQL_URL, TEST_REDIS_URL } from "../test/support/services.ts";
 import { programFor, type ProgramContext } from "./index.ts";
 import { OWNER_REGISTRY } from "./local/mysql-ops.ts";
 import { ACL_OWNERS_KEY } from "./local/redis-ops.ts";
-import { logicalNames } from "./naming.ts";
+import { logicalNames } from "../core/naming.ts";
 import { testWorkspace, type TestWorkspace } from "./testing.ts";
 
 // A letter and three characters: ids stay unique per run and within 40 characters.

@@ -4,7 +4,7 @@
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { cacheRules, hostPort, privilegesFor, serverUrlInput, stackOwner, tenantDatabase } from "./logical.ts";
-import type { LogicalNames } from "./naming.ts";
+import type { LogicalNames } from "../core/naming.ts";
 import { Directory, GeneratedPassword, RedisAclUser } from "./local/resources.ts";
 
 export interface LocalLogicalSpec {

@@ -3,7 +3,7 @@
 // MariaDB or the regional Aurora cluster. Also the grant and cache rule sets per tier.
 import * as pulumi from "@pulumi/pulumi";
 import { TENANT_CACHE_DENIALS, TENANT_CONNECTION_COMMANDS } from "./cache-acl.ts";
-import type { AllowedPrivilege, LogicalNames } from "./naming.ts";
+import type { AllowedPrivilege, LogicalNames } from "../core/naming.ts";
 import { GeneratedPassword, MysqlDatabase, MysqlGrant, MysqlUser } from "./local/resources.ts";
 
 /**

@@ -6,7 +6,7 @@ import { gitShaSchema, previewKey, prNumberSchema, regionSchema } from "../core/
 import type { ProgramContext } from "./context.ts";
 import { localLogicalSet } from "./local-logical-set.ts";
 import { MAX_CONNECTIONS } from "./logical.ts";
-import { logicalNames } from "./naming.ts";
+import { logicalNames } from "../core/naming.ts";
 
 export const previewArgsSchema = z
   .object({

@@ -6,7 +6,7 @@ import { z } from "zod";
 import { regionSchema, tenantIdSchema, tierSchema, versionSchema } from "../core/ids.ts";
 import { localLogicalSet } from "./local-logical-set.ts";
 import { MAX_CONNECTIONS } from "./logical.ts";
-import { logicalNames } from "./naming.ts";
+import { logicalNames } from "../core/naming.ts";
 import type { ProgramContext } from "./context.ts";
 
 export const tenantArgsSchema = z

@@ -12,7 +12,7 @@ import { PROJECT_ROOT } from "../core/engine.ts";
 import { publicUrl } from "../core/urls.ts";
 import { checkMariaDb, checkRedis } from "../test/support/services.ts";
 import { startHarness, type Harness } from "../test/support/harness.ts";
-import type { JobView } from "../worker/queue.ts";
+import type { JobView } from "../jobs/queue.ts";
 
 const examples = createRequire(import.meta.url)("@octokit/webhooks-examples") as WebhookDefinition[];
 const { values } = parseArgs({ options: { keep: { type: "boolean", default: false } } });

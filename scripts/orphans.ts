@@ -11,8 +11,8 @@ import { ConfigError, StackrailError } from "../core/errors.ts";
 import { createGitOpsWriter } from "../worker/gitops/writer-factory.ts";
 import { auditAndRecord, type OrphanAuditDeps } from "../worker/orphans/audit.ts";
 import { repairOrphan } from "../worker/orphans/repair.ts";
-import type { OrphanReport, OrphanScope } from "../worker/orphans/types.ts";
-import { JobQueue } from "../worker/queue.ts";
+import type { OrphanReport, OrphanScope } from "../jobs/orphan-report.ts";
+import { JobQueue } from "../jobs/queue.ts";
 
 const USAGE = `usage: npm run orphans -- [--scope server|installation] [--json] [--repair <finding id> ...]`;
 

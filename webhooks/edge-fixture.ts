@@ -10,7 +10,7 @@ import { Registry } from "prom-client";
 import { loadConfig, type Config } from "../core/config.ts";
 import { createLogger } from "../core/logger.ts";
 import { TEST_REDIS_URL, uniqueName } from "../test/support/services.ts";
-import { JobQueue } from "../worker/queue.ts";
+import { JobQueue } from "../jobs/queue.ts";
 import { buildHttpServer, createEdgeRedis, type Readiness } from "./http-server.ts";
 import { TenantIndex } from "../core/tenant-index.ts";
 

@@ -12,16 +12,18 @@
 //     digest (the signature does not cover X-GitHub-Delivery, so a captured body replayed under a
 //     new id is the same delivery), route, enqueue. A 202 is sent only once every job is in Redis.
 import { createHash, createHmac, timingSafeEqual, type Hmac } from "node:crypto";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from "fastify";
+import { z } from "zod";
 import type { Redis } from "ioredis";
 import type { Counter, Gauge } from "prom-client";
 import type { Config } from "../core/config.ts";
 import { StackrailError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
-import type { JobQueue, PreparedJob } from "../worker/queue.ts";
+import type { JobQueue, PreparedJob } from "../jobs/queue.ts";
 import type { RepoRef } from "../core/jobs.ts";
 import { deliveryRepository, RedisPrHeadStore, repositoryAllowed, routeGitHubEvent, type PrHead, type PrHeadStore } from "./github-routing.ts";
 import { OnceStore } from "./once.ts";
+import { PUBLIC, documented, errorBody, errorResponses } from "./openapi-schemas.ts";
 import { redisWriteBatcher } from "./redis-batch.ts";
 import { isRedisUnavailable } from "./redis-errors.ts";
 
@@ -183,6 +185,37 @@ function declaredLength(req: FastifyRequest): number | "chunked" {
   // Node's HTTP parser has already refused a malformed Content-Length.
   return raw === undefined ? 0 : Number(raw);
 }
+
+// The route's OpenAPI description (webhooks/openapi.ts); documentation only: the checks above and
+// in the handler run in their own order (signature before the body is read).
+const ingressDocs = {
+  tags: ["webhooks"],
+  summary: "A GitHub webhook delivery: verified, deduplicated, routed, queued",
+  description:
+    "The body must be signed with a GITHUB_WEBHOOK_SECRET (X-Hub-Signature-256, HMAC-SHA256 of the exact bytes). A redelivery, or the same " +
+    "body under another delivery id, answers the first delivery's job ids and queues nothing. A repository outside STACKRAIL_REPOSITORIES " +
+    "is answered 202 with `ignored`.",
+  security: PUBLIC,
+  consumes: ["application/json", "application/x-www-form-urlencoded"],
+  headers: z.object({
+    "x-hub-signature-256": z.string().regex(SIGNATURE).meta({ description: "sha256=<hex HMAC-SHA256 of the body>" }),
+    "x-github-event": z.string().regex(EVENT).meta({ description: "push, pull_request, release, issue_comment, ping, …" }),
+    "x-github-delivery": z.string().regex(DELIVERY).meta({ description: "The delivery's id: deliveries are deduplicated on it (and on the body)" }),
+  }),
+  body: z.record(z.string(), z.unknown()).meta({ description: "GitHub's event payload (JSON, or form-encoded with the JSON in `payload`); at most 25 MiB" }),
+  response: {
+    202: z
+      .object({
+        deliveryId: z.string(),
+        jobs: z.array(z.string()).meta({ description: "The ids of the queued jobs" }),
+        ignored: z.string().optional().meta({ description: "Why nothing was queued" }),
+        duplicateOf: z.string().optional().meta({ description: "The delivery this body was first seen under" }),
+      })
+      .describe("Accepted: the jobs are in the queue"),
+    ...errorResponses(400, 401, 413, 500),
+    503: errorBody(503, "Redis cannot take the jobs now, the delivery is being processed, or too many unverified bodies are in flight: redeliver later"),
+  },
+} satisfies FastifySchema;
 
 export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressDeps): void {
   const prefix = deps.config.queuePrefix;
@@ -428,7 +461,7 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
     scope.addContentTypeParser("*", (req, payload, next) => readVerified(req, payload, next));
     // One log line per delivery, the handler's own (delivery id, event, outcome, job ids), instead
     // of Fastify's two per request (incoming, completed): on a busy edge each line is a write.
-    scope.post("/webhooks/github", { onRequest: admit, logLevel: "warn" }, handle);
+    scope.post("/webhooks/github", { onRequest: admit, logLevel: "warn", ...documented(ingressDocs) }, handle);
     done();
   });
 }

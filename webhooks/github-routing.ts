@@ -4,6 +4,7 @@
 // text (PR titles, branch names) is carried as inert data or only compared.
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import type { DeployPaths } from "../core/deploy-paths.ts";
 import { ValidationError } from "../core/errors.ts";
 import { gitShaSchema, prNumberSchema, previewStackName, versionSchema } from "../core/ids.ts";
 import { repoRefSchema, type JobData, type RepoRef, type Trigger } from "../core/jobs.ts";
@@ -33,7 +34,8 @@ export interface PrHeadStore {
 export interface RouteContext {
   deliveryId: string;
   requestedAt: string;
-  deployPaths: readonly string[];
+  /** STACKRAIL_DEPLOY_PATHS as configuration compiled it (core/deploy-paths.ts). */
+  deployPaths: DeployPaths;
   prHeads: PrHeadStore;
 }
 
@@ -178,32 +180,6 @@ export function repositoryAllowed(fullName: string, allowed: { readonly any: boo
   return allowed.any || allowed.names.includes(fullName);
 }
 
-/** Prefix (`charts/`, `Dockerfile`) or glob (`src/**`, `*.json`) match of a repository path. */
-export function matchesDeployPath(file: string, patterns: readonly string[]): boolean {
-  return patterns.some((pattern) => {
-    if (!pattern.includes("*")) {
-      const p = pattern.replace(/\/+$/, "");
-      return file === p || file.startsWith(`${p}/`);
-    }
-    let re = "";
-    for (let i = 0; i < pattern.length; i++) {
-      const c = pattern[i] as string;
-      if (c === "*" && pattern[i + 1] === "*") {
-        // `**/` matches zero or more directories; a trailing `**` anything below.
-        if (pattern[i + 2] === "/") {
-          re += "(?:.*/)?";
-          i += 2;
-        } else {
-          re += ".*";
-          i += 1;
-        }
-      } else if (c === "*") re += "[^/]*";
-      else re += c.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
-    }
-    return new RegExp(`^${re}$`).test(file);
-  });
-}
-
 export async function routeGitHubEvent(event: string, payload: unknown, ctx: RouteContext): Promise<RouteOutcome> {
   const base = { requestedAt: ctx.requestedAt };
   switch (event) {
@@ -230,7 +206,7 @@ export async function routeGitHubEvent(event: string, payload: unknown, ctx: Rou
       const sha = gitShaSchema.safeParse(p.after);
       if (!sha.success) throw new ValidationError("after", "must be a 40-character git SHA");
       const files = p.commits.flatMap((c) => [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])]);
-      if (!files.some((f) => matchesDeployPath(f, ctx.deployPaths))) return { jobs: [], ignored: "no deployable path changed" };
+      if (!files.some((f) => ctx.deployPaths.matches(f))) return { jobs: [], ignored: "no deployable path changed" };
       const ref = p.ref.length <= 255 ? p.ref : undefined;
       const owner = p.repository.owner?.login ?? p.repository.owner?.name ?? undefined;
       return {

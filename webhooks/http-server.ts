@@ -8,14 +8,18 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { Redis } from "ioredis";
 import { Counter, Gauge, type Registry } from "prom-client";
+import { z } from "zod";
 import type { ApiToken, Config } from "../core/config.ts";
 import { StackrailError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
-import type { JobQueue } from "../worker/queue.ts";
+import type { JobQueue } from "../jobs/queue.ts";
 import { registerGitHubIngress } from "./github-ingress.ts";
+import { registerOpenApi } from "./openapi.ts";
+import { BEARER_OR_BASIC, PUBLIC, documented, errorResponses, textResponse } from "./openapi-schemas.ts";
 import { isRedisUnavailable } from "./redis-errors.ts";
 import { httpServerTimeouts } from "./server-timeouts.ts";
 import { registerRegionApi } from "./region-api.ts";
+import { registerConsole } from "./console-api.ts";
 import { authenticate, registerTenantApi } from "./tenant-api.ts";
 import { TenantIndex } from "../core/tenant-index.ts";
 
@@ -58,6 +62,26 @@ export function createEdgeRedis(url: string): Redis {
 
 const READINESS_TIMEOUT_MS = 1_000;
 
+const healthSchema = {
+  tags: ["service"],
+  summary: "Liveness",
+  security: PUBLIC,
+  response: { 200: z.object({ status: z.literal("ok") }).describe("The process serves requests") },
+};
+const readinessBody = z.object({ status: z.enum(["ready", "not ready"]), redis: z.boolean(), engine: z.boolean() });
+const readySchema = {
+  tags: ["service"],
+  summary: "Readiness: Redis reachable and the Pulumi engine installed",
+  security: PUBLIC,
+  response: { 200: readinessBody.describe("Ready"), 503: readinessBody.describe("Not ready: what is missing") },
+};
+const metricsSchema = {
+  tags: ["service"],
+  summary: "Prometheus metrics (STACKRAIL_METRICS_TOKEN or an API token; or the token-less STACKRAIL_METRICS_PORT listener)",
+  security: BEARER_OR_BASIC,
+  response: { 200: textResponse("Prometheus text exposition format"), ...errorResponses(401) },
+};
+
 /** The name of the token presented as `Bearer <token>`, or as the password of HTTP Basic (browsers, scrapers); null when none matches. */
 export function presentedTokenName(header: string | undefined, tokens: readonly ApiToken[]): string | null {
   if (typeof header === "string" && /^Basic /i.test(header)) {
@@ -87,6 +111,8 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInst
     connectionTimeout: deps.config.requestTimeoutMs,
     http: httpServerTimeouts(deps.config.requestTimeoutMs),
   }) as unknown as FastifyInstance;
+  // First: it collects every route registered after it into GET /openapi.json (public; see openapi.ts).
+  await registerOpenApi(app);
 
   const unauthorized = (req: FastifyRequest, reply: FastifyReply, message: string) =>
     answerUnread(req, reply.header("www-authenticate", 'Bearer realm="stackrail"'), 401, { error: "unauthorized", message });
@@ -146,9 +172,9 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInst
     return reply.code(500).send({ error: "internal", message: "internal error" });
   });
 
-  app.get("/healthz", (_req, reply) => reply.send({ status: "ok" }));
+  app.get("/healthz", documented(healthSchema), (_req, reply) => reply.send({ status: "ok" }));
 
-  app.get("/readyz", async (_req, reply) => {
+  app.get("/readyz", documented(readySchema), async (_req, reply) => {
     let timer: NodeJS.Timeout | undefined;
     const r = await Promise.race([
       deps.readiness().catch(() => ({ redis: false, engine: false })),
@@ -166,6 +192,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInst
   app.get(
     "/metrics",
     {
+      ...documented(metricsSchema),
       onRequest: async (req, reply) => {
         if (presentedTokenName(req.headers.authorization, metricsTokens) !== null) return undefined;
         return unauthorized(
@@ -189,6 +216,7 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInst
     enqueued,
   });
   registerRegionApi(app, { config: deps.config, redis: deps.redis, queue: deps.queue, now });
+  registerConsole(app, { config: deps.config, queue: deps.queue });
   if (deps.extraRoutes) await deps.extraRoutes(app);
   return app;
 }

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { JobData } from "../core/jobs.ts";
 import { startHarness, type Harness } from "../test/support/harness.ts";
 import { TEST_REDIS_URL } from "../test/support/services.ts";
-import { JobIndex } from "../worker/job-index.ts";
-import type { JobQueue } from "../worker/queue.ts";
+import { JobIndex } from "../jobs/job-index.ts";
+import type { JobQueue } from "../jobs/queue.ts";
 
 const tag = Math.random().toString(36).slice(2, 6);
 const TENANTS = [`ja-${tag}`, `jb-${tag}`, `jc-${tag}`];

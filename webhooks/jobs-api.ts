@@ -7,14 +7,18 @@
 // Every query parameter is validated (zod); an unknown one is refused too, so a typo is not
 // silently an unfiltered answer.
 import { Readable } from "node:stream";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifySchema } from "fastify";
 import { z } from "zod";
 import { ValidationError } from "../core/errors.ts";
 import { tenantIdSchema } from "../core/ids.ts";
 import { JOB_KINDS, jobIdSchema, type JobKind, type JobState } from "../core/jobs.ts";
-import { JobIndex, type IndexEntry } from "../worker/job-index.ts";
-import { renderEntry, type JobLogStore } from "../worker/job-logs.ts";
-import type { JobQueue, JobView } from "../worker/queue.ts";
+import { JobIndex, type IndexEntry } from "../jobs/job-index.ts";
+import type { BlobStore } from "../core/blob-store.ts";
+import { ArchivedJobLogStore } from "../jobs/job-log-archive.ts";
+import { logRenderer, type JobLogStore } from "../jobs/job-logs.ts";
+import type { JobQueue, JobView } from "../jobs/queue.ts";
+import { jobListItemSchema } from "../jobs/job-view-schema.ts";
+import { BEARER_OR_BASIC, documented, errorBody, errorResponses, textResponse } from "./openapi-schemas.ts";
 
 /** Every state a job view shows (core/jobs.ts JobState); the compiler keeps the two equal. */
 export const JOB_STATES = ["waiting", "running", "awaiting-approval", "succeeded", "failed", "superseded", "cancelled"] as const satisfies readonly JobState[];
@@ -64,6 +68,34 @@ const logsQuerySchema = z.strictObject({
   follow: z.enum(["1", "true", "0", "false"], { message: "must be 1 or 0" }).optional(),
 });
 
+// The routes' OpenAPI description (webhooks/openapi.ts): the query schemas above, which the
+// handlers parse with; documentation only, the handlers validate.
+const docs = {
+  list: {
+    tags: ["jobs"],
+    summary: "Jobs, newest first, filtered by kind, state, tenant and creation time, a page at a time",
+    security: BEARER_OR_BASIC,
+    querystring: listQuerySchema,
+    response: {
+      200: z
+        .object({
+          jobs: z.array(jobListItemSchema),
+          next: z.string().nullable().meta({ description: "Pass back as `cursor` for the next page; null: nothing more matches" }),
+        })
+        .describe("A page of jobs"),
+      ...errorResponses(400, 401, 500, 503),
+    },
+  },
+  logs: {
+    tags: ["jobs"],
+    summary: "A job's full log: the engine's output and the job's progress lines (`?follow=1` streams until the job ends)",
+    security: BEARER_OR_BASIC,
+    params: z.object({ id: jobIdSchema }),
+    querystring: logsQuerySchema,
+    response: { 200: textResponse("The log, as text"), ...errorResponses(400, 401, 500, 503), 404: errorBody(404, "No such job") },
+  },
+} satisfies Record<string, FastifySchema>;
+
 /** zod's first issue as the API's 400: the field it names, or the unknown parameter. */
 function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.infer<S> {
   const parsed = schema.safeParse(query ?? {});
@@ -89,6 +121,8 @@ export interface JobsApiDeps {
   readonly reader: () => { queue: JobQueue; logs: JobLogStore; index: JobIndex };
   /** How often a followed log looks for more (ms). */
   readonly followPollMs?: number;
+  /** Where finished jobs' logs are archived (jobs/job-log-archive.ts): read once their stream has expired. */
+  readonly logArchive?: BlobStore;
 }
 
 const FINAL_BULL_STATES = new Set(["completed", "failed", "unknown"]);
@@ -96,7 +130,7 @@ const FINAL_BULL_STATES = new Set(["completed", "failed", "unknown"]);
 export function registerJobsApi(app: FastifyInstance, deps: JobsApiDeps): void {
   const pollMs = deps.followPollMs ?? 300;
 
-  app.get("/v1/jobs", async (req) => {
+  app.get("/v1/jobs", documented(docs.list), async (req) => {
     const q = parseQuery(listQuerySchema, req.query);
     const { queue, index } = deps.reader();
     // Jobs queued by any client but not yet taken by a worker are indexed here, so a page never
@@ -133,12 +167,14 @@ export function registerJobsApi(app: FastifyInstance, deps: JobsApiDeps): void {
     return { jobs, next: exhausted || after === undefined ? null : encodeCursor(after) };
   });
 
-  app.get<{ Params: { id: string } }>("/v1/jobs/:id/logs", async (req, reply) => {
+  app.get<{ Params: { id: string } }>("/v1/jobs/:id/logs", documented(docs.logs), async (req, reply) => {
     const id = req.params.id;
     if (!jobIdSchema.safeParse(id).success) throw new ValidationError("id", "not a job id");
     const follow = parseQuery(logsQuerySchema, req.query).follow;
     const following = follow === "1" || follow === "true";
-    const { queue, logs } = deps.reader();
+    const reader = deps.reader();
+    const queue = reader.queue;
+    const logs = deps.logArchive ? new ArchivedJobLogStore(reader.logs, deps.logArchive) : reader.logs;
     if ((await queue.queue.getJobState(id)) === "unknown") return reply.code(404).send({ error: "not_found", message: `no job ${id}` });
 
     let closed = false;
@@ -159,22 +195,15 @@ export function registerJobsApi(app: FastifyInstance, deps: JobsApiDeps): void {
     async function* text(): AsyncGenerator<string> {
       let after: string | undefined;
       let ended = false;
-      let lineStart = true;
+      const render = logRenderer();
       for (;;) {
         // The job's state before the read: a job seen final has flushed its whole log already.
         if (following && !ended) ended = FINAL_BULL_STATES.has(await queue.queue.getJobState(id));
         const batch = await logs.read(id, { ...(after ? { after } : {}), count: 1000 });
         if (batch.length > 0) {
           after = batch[batch.length - 1]?.id;
-          let out = "";
-          for (const entry of batch) {
-            // Engine output may stop mid-line (progress dots); a Stackrail line starts on its own.
-            if (entry.kind !== "output" && !lineStart) out += "\n";
-            const rendered = renderEntry(entry);
-            out += rendered;
-            if (rendered.length > 0) lineStart = rendered.endsWith("\n");
-          }
-          yield out;
+          // Engine output may stop mid-line (progress dots); a Stackrail line starts on its own.
+          yield render(batch);
           if (batch.length === 1000) continue;
         }
         if (!following || ended || closed) return;

@@ -8,7 +8,7 @@
 // keeps what the region was last provisioned with, or the defaults (the preview region is the
 // development environment). A request equal to a region job that still waits answers that job.
 import { randomUUID } from "node:crypto";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from "fastify";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { Config } from "../core/config.ts";
@@ -16,7 +16,9 @@ import { NotFoundError, ValidationError } from "../core/errors.ts";
 import { regionSchema } from "../core/ids.ts";
 import type { JobData } from "../core/jobs.ts";
 import { RegionIndex, costCentreSchema, defaultRegionSettings, regionDomainSchema, regionEnvironmentSchema, type RegionRecord } from "../core/regions.ts";
-import type { JobQueue } from "../worker/queue.ts";
+import type { JobQueue } from "../jobs/queue.ts";
+import { regionViewSchema, type RegionView } from "../core/tenant-view-schema.ts";
+import { BEARER, documented, errorBody, errorResponses } from "./openapi-schemas.ts";
 import { authenticate } from "./tenant-api.ts";
 
 export interface RegionApiDeps {
@@ -39,7 +41,38 @@ function parseWith<S extends z.ZodType>(schema: S, value: unknown, fallbackField
   throw new ValidationError(field, issue?.code === "unrecognized_keys" ? "is not a known field" : (issue?.message ?? "invalid"));
 }
 
-function publicRegion(r: RegionRecord): Record<string, unknown> {
+// The routes' OpenAPI description (webhooks/openapi.ts); documentation only, the handlers validate.
+const regionParams = z.object({ region: regionSchema });
+const docs = {
+  provision: {
+    tags: ["regions"],
+    summary: "Provision or update a region's shared infrastructure (settings omitted: the last ones, or the defaults)",
+    security: BEARER,
+    params: regionParams,
+    body: regionBody,
+    response: {
+      202: z
+        .object({ jobId: z.string(), coalesced: z.literal(true).optional() })
+        .describe("Queued (coalesced: an equal request's job still waits and does it)"),
+      ...errorResponses(400, 401, 413, 415, 500, 503),
+    },
+  },
+  list: {
+    tags: ["regions"],
+    summary: "Every region: state, settings, non-secret outputs",
+    security: BEARER,
+    response: { 200: z.object({ regions: z.array(regionViewSchema) }).describe("The regions"), ...errorResponses(401, 500, 503) },
+  },
+  get: {
+    tags: ["regions"],
+    summary: "One region",
+    security: BEARER,
+    params: regionParams,
+    response: { 200: regionViewSchema.describe("The region"), ...errorResponses(400, 401, 500, 503), 404: errorBody(404, "Never provisioned") },
+  },
+} satisfies Record<string, FastifySchema>;
+
+function publicRegion(r: RegionRecord): RegionView {
   return {
     region: r.region,
     state: r.state,
@@ -65,7 +98,7 @@ export function registerRegionApi(app: FastifyInstance, deps: RegionApiDeps): vo
   };
   const regionParam = (req: FastifyRequest): string => parseWith(regionSchema, (req.params as Record<string, unknown>).region, "region");
 
-  app.post("/v1/regions/:region", async (req, reply) => {
+  app.post("/v1/regions/:region", documented(docs.provision), async (req, reply) => {
     const tokenName = authorized(req, reply);
     if (tokenName === null) return reply;
     const region = regionParam(req);
@@ -92,12 +125,12 @@ export function registerRegionApi(app: FastifyInstance, deps: RegionApiDeps): vo
     return reply.code(202).send({ jobId });
   });
 
-  app.get("/v1/regions", async (req, reply) => {
+  app.get("/v1/regions", documented(docs.list), async (req, reply) => {
     if (authorized(req, reply) === null) return reply;
     return { regions: (await regions.list()).map(publicRegion) };
   });
 
-  app.get("/v1/regions/:region", async (req, reply) => {
+  app.get("/v1/regions/:region", documented(docs.get), async (req, reply) => {
     if (authorized(req, reply) === null) return reply;
     const region = regionParam(req);
     const record = await regions.get(region);

@@ -1,6 +1,7 @@
 // Control of a release rollout: its plan (GET /v1/releases/:jobId/plan), the approval or rejection
 // of the wave it waits on (POST …/approve|reject: the approver is the token's name, audited in the
-// job's log and the plan), and pause and resume (POST …/pause|resume).
+// job's log and the plan), and pause and resume (POST …/pause|resume). An approval may name the wave
+// and plan revision the approver saw: when another waits by then, it is refused (409).
 // Pause only sets a flag: the rollout starts no new tenant step and stops at the wave's end (steps
 // already running finish). Resume of a paused rollout clears the flag; resume of a rollout that
 // stopped (failed or cancelled) starts a new rollout of the same version, which continues with
@@ -11,10 +12,12 @@ import type { Redis } from "ioredis";
 import type { Config } from "../core/config.ts";
 import { gitShaSchema, versionSchema } from "../core/ids.ts";
 import { repoRefSchema } from "../core/jobs.ts";
-import { approvalsOf, approveWaiting, awaitingWave, rejectionOf, rejectWaiting } from "../worker/release-approval.ts";
-import { loadPlan } from "../worker/release-plan.ts";
-import { rolloutPauseKey, ROLLOUT_KEY_TTL_SECONDS } from "../worker/rollout-control.ts";
-import { RELEASES_LANE, type JobQueue } from "../worker/queue.ts";
+import { approvalsOf, approveWaiting, awaitingWave, rejectionOf, rejectWaiting } from "../jobs/release-approval.ts";
+import { loadPlan } from "../jobs/release-plan.ts";
+import { rolloutPauseKey, ROLLOUT_KEY_TTL_SECONDS } from "../jobs/rollout-control.ts";
+import { RELEASES_LANE, type JobQueue } from "../jobs/queue.ts";
+import { rolloutPlanViewSchema } from "../jobs/release-plan-schema.ts";
+import { BEARER, documented, errorBody, errorResponses, jobIdParam } from "./openapi-schemas.ts";
 import { authenticate } from "./tenant-api.ts";
 
 const JOB_ID = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -27,6 +30,69 @@ const rejectBodySchema = z
   .object({ reason: z.string().max(300).optional() })
   .strict()
   .nullish();
+
+/**
+ * What the approver saw: the wave and the revision of its plan. Optional (the CLI and scripts approve
+ * whatever waits); the console always sends it, so a plan that changed while the operator read it
+ * is refused instead of approved unseen.
+ */
+const approveBodySchema = z
+  .object({
+    wave: z.number().int().positive().describe("The wave the approver saw waiting"),
+    revision: z.number().int().positive().describe("The revision of that wave's plan the approver saw"),
+  })
+  .strict()
+  .nullish();
+
+// The routes' OpenAPI description (webhooks/openapi.ts); documentation only, the handlers validate.
+const rolloutParams = z.object({ jobId: jobIdParam });
+const rolloutErrors = { ...errorResponses(400, 401, 500, 503), 404: errorBody(404, "No release rollout with this job id") };
+const decisionDocs = (action: "approve" | "reject") => ({
+  tags: ["releases"],
+  summary:
+    action === "approve"
+      ? "Approve the wave the rollout waits on (the approver is the token's name)"
+      : "Reject the wave the rollout waits on: the rollout stops",
+  security: BEARER,
+  params: rolloutParams,
+  body: action === "approve" ? approveBodySchema : rejectBodySchema,
+  response: {
+    202: z.object({ jobId: z.string(), action: z.literal(action), wave: z.number().int(), by: z.string() }).describe("Decided"),
+    ...rolloutErrors,
+    409: errorBody(
+      409,
+      action === "approve"
+        ? "The rollout has ended, no wave waits for approval, or the wave and revision given are not the ones waiting"
+        : "The rollout has ended, or no wave waits for approval",
+    ),
+  },
+});
+const pauseDocs = (action: "pause" | "resume") => ({
+  tags: ["releases"],
+  summary:
+    action === "pause"
+      ? "Pause a rollout: no new tenant step starts, it stops at the wave's end"
+      : "Resume a paused rollout, or start a new rollout of a stopped one's version (the tenants not at it yet)",
+  security: BEARER,
+  params: rolloutParams,
+  response: {
+    202:
+      action === "pause"
+        ? z.object({ jobId: z.string(), paused: z.literal(true) }).describe("Paused")
+        : z
+            .union([z.object({ jobId: z.string(), paused: z.literal(false) }), z.object({ jobId: z.string(), resumes: z.string(), version: z.string() })])
+            .describe("Resumed; or, for a failed or cancelled rollout, the new rollout that resumes it"),
+    ...rolloutErrors,
+    409: errorBody(409, "The rollout has ended (pause), or another release is under way (resume)"),
+  },
+});
+const planDocs = {
+  tags: ["releases"],
+  summary: "A rollout's plan: waves, tenants, versions, manifest and Pulumi diffs, approvals",
+  security: BEARER,
+  params: rolloutParams,
+  response: { 200: rolloutPlanViewSchema.describe("The plan (planned: false until the rollout computed it)"), ...rolloutErrors },
+};
 
 export function registerReleaseControl(app: FastifyInstance, deps: { config: Config; redis: Redis; queue: JobQueue }): void {
   const prefix = deps.config.queuePrefix;
@@ -51,7 +117,7 @@ export function registerReleaseControl(app: FastifyInstance, deps: { config: Con
     return { tokenName, jobId, view };
   };
 
-  app.get<{ Params: { jobId: string } }>("/v1/releases/:jobId/plan", async (req, reply) => {
+  app.get<{ Params: { jobId: string } }>("/v1/releases/:jobId/plan", documented(planDocs), async (req, reply) => {
     const found = await rolloutOf(req, reply);
     if (!found) return reply;
     const { jobId, view } = found;
@@ -77,17 +143,31 @@ export function registerReleaseControl(app: FastifyInstance, deps: { config: Con
   });
 
   for (const action of ["approve", "reject"] as const) {
-    app.post<{ Params: { jobId: string }; Body: unknown }>(`/v1/releases/:jobId/${action}`, async (req, reply) => {
+    app.post<{ Params: { jobId: string }; Body: unknown }>(`/v1/releases/:jobId/${action}`, documented(decisionDocs(action)), async (req, reply) => {
       const found = await rolloutOf(req, reply);
       if (!found) return reply;
       const { tokenName, jobId, view } = found;
-      const body = rejectBodySchema.safeParse(req.body);
-      if (!body.success) return reply.code(400).send({ error: "invalid", field: "reason", message: "body: at most {reason}" });
+      const body = action === "approve" ? approveBodySchema.safeParse(req.body) : rejectBodySchema.safeParse(req.body);
+      if (!body.success) {
+        return action === "approve"
+          ? reply.code(400).send({ error: "invalid", field: "body", message: "body: nothing, or {wave, revision} (whole numbers from 1)" })
+          : reply.code(400).send({ error: "invalid", field: "reason", message: "body: at most {reason}" });
+      }
       if (!UNDER_WAY.has(view.state)) {
         return reply.code(409).send({ error: "conflict", message: `rollout ${jobId} is ${view.state}; nothing waits for approval` });
       }
       const approver = { by: tokenName, via: "api" as const };
-      const reason = body.data?.reason;
+      const seen = body.data && "wave" in body.data ? body.data : null;
+      if (seen) {
+        const waiting = await awaitingWave(deps.redis, prefix, jobId);
+        if (waiting && (waiting.wave !== seen.wave || waiting.revision !== seen.revision)) {
+          return reply.code(409).send({
+            error: "conflict",
+            message: `rollout ${jobId} waits on wave ${waiting.wave} at plan revision ${waiting.revision}, not wave ${seen.wave} revision ${seen.revision}: review the plan again`,
+          });
+        }
+      }
+      const reason = body.data && "reason" in body.data ? body.data.reason : undefined;
       const decided =
         action === "approve" ? await approveWaiting(deps.redis, prefix, jobId, approver) : await rejectWaiting(deps.redis, prefix, jobId, approver, reason);
       if (!decided) return reply.code(409).send({ error: "conflict", message: `rollout ${jobId} has no wave waiting for approval` });
@@ -96,7 +176,7 @@ export function registerReleaseControl(app: FastifyInstance, deps: { config: Con
   }
 
   for (const action of ["pause", "resume"] as const) {
-    app.post<{ Params: { jobId: string } }>(`/v1/releases/:jobId/${action}`, async (req, reply) => {
+    app.post<{ Params: { jobId: string } }>(`/v1/releases/:jobId/${action}`, documented(pauseDocs(action)), async (req, reply) => {
       const tokenName = authenticate(req.headers.authorization, deps.config.apiTokens);
       if (tokenName === null) {
         return reply

@@ -228,13 +228,13 @@ describe("lifecycle routes", () => {
 describe("tenant functions", () => {
   const zip = functionZip();
 
-  it("stores the bundle content-addressed and enqueues a reference to it", async () => {
+  it("stores the bundle content-addressed in the tenant's blob folder and enqueues a reference to it", async () => {
     await edge.tenants.rebuild([{ id: "hooli", region: "eu-west-1", tier: "pool", version: "1.0.0" }]);
     const res = await api(edge, "PUT", "/v1/tenants/hooli/functions/resize-image", { handler: "index.handler", code: zip.toString("base64") });
     expect(res.status).toBe(202);
     const { jobId, bundleSha256 } = (await res.json()) as { jobId: string; bundleSha256: string };
     expect(bundleSha256).toBe(createHash("sha256").update(zip).digest("hex"));
-    const file = path.join(edge.config.dataDir, "bundles", bundleSha256);
+    const file = path.join(edge.config.dataDir, "blobs", "tenants", "hooli", "bundles", bundleSha256);
     expect(readFileSync(file)).toEqual(zip);
     const view = (await (await api(edge, "GET", `/v1/jobs/${jobId}`)).json()) as { data: Record<string, unknown> };
     expect(view.data).toMatchObject({ kind: "tenant.function", tenantId: "hooli", name: "resize-image", bundleSha256, handler: "index.handler" });
@@ -257,7 +257,9 @@ describe("tenant functions", () => {
       expect(await res.json()).toMatchObject({ field });
     }
     expect(await jobCount(edge)).toBe(before);
-    expect(existsSync(path.join(edge.config.dataDir, "bundles", createHash("sha256").update("not a zip").digest("hex")))).toBe(false);
+    expect(existsSync(path.join(edge.config.dataDir, "blobs", "tenants", "hooli", "bundles", createHash("sha256").update("not a zip").digest("hex")))).toBe(
+      false,
+    );
   });
 });
 

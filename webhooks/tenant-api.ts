@@ -4,22 +4,24 @@
 // Idempotency-Key makes a retried mutation return its first answer. Reads come from the tenant
 // index and the job records; no answer ever carries a secret.
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
-import { mkdir, rename, stat, writeFile } from "node:fs/promises";
-import path from "node:path";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from "fastify";
 import type { Redis } from "ioredis";
 import type { Counter } from "prom-client";
 import { z } from "zod";
+import { blobKeys, blobStoreFor, type BlobStore } from "../core/blob-store.ts";
 import type { ApiToken, Config } from "../core/config.ts";
 import { ConflictError, NotFoundError, ValidationError } from "../core/errors.ts";
 import { functionNameSchema, regionSchema, tenantIdSchema, tierSchema, versionSchema } from "../core/ids.ts";
 import { jobDataSchema, type JobData, type Trigger } from "../core/jobs.ts";
 import type { Logger } from "../core/logger.ts";
-import type { JobQueue } from "../worker/queue.ts";
-import { deriveTenantNames } from "../worker/tenant-names.ts";
+import type { JobQueue } from "../jobs/queue.ts";
+import { deriveTenantNames } from "../core/tenant-names.ts";
 import { checkBundle } from "./bundle-check.ts";
+import { BEARER, documented, errorBody, errorResponses, idempotencyHeaders, jobAcceptedSchema } from "./openapi-schemas.ts";
 import { OnceStore } from "./once.ts";
 import type { TenantIndex, TenantRecord } from "../core/tenant-index.ts";
+import { tenantViewSchema, type TenantView } from "../core/tenant-view-schema.ts";
+import { jobViewSchema } from "../jobs/job-view-schema.ts";
 
 export const BUNDLE_MAX_BYTES = 10 * 1024 * 1024;
 /** JSON body of a function upload: base64 grows by 4/3, plus room for the handler. */
@@ -35,6 +37,8 @@ export interface TenantApiDeps {
   tenants: TenantIndex;
   now: () => number;
   enqueued: Counter<"kind">;
+  /** Where uploaded bundles go (STACKRAIL_BLOB_URL); default: the configured store. */
+  blobs?: BlobStore;
 }
 
 const sha256 = (data: string | Buffer) => createHash("sha256").update(data).digest();
@@ -77,12 +81,97 @@ const functionBody = z.strictObject({
     .regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64"),
 });
 
+// The routes' OpenAPI description (webhooks/openapi.ts): the bodies above, which the handlers parse
+// with, and the views the answers are built from. Documentation only; the handlers validate.
+const tenantParams = z.object({ id: tenantIdSchema });
+const tenantErrors = errorResponses(401, 500, 503);
+/** A mutation: JSON body, Idempotency-Key (a key still being processed: 409; reused for another request: 422). */
+const mutationErrors = errorResponses(400, 401, 409, 413, 415, 422, 500, 503);
+const docs = {
+  provision: {
+    tags: ["tenants"],
+    summary: "Provision a tenant (version: the current release if omitted)",
+    security: BEARER,
+    headers: idempotencyHeaders,
+    body: provisionBody,
+    response: { 202: jobAcceptedSchema, ...mutationErrors, 409: errorBody(409, "The tenant exists, or the Idempotency-Key is still being processed") },
+  },
+  list: {
+    tags: ["tenants"],
+    summary: "Every tenant",
+    security: BEARER,
+    response: { 200: z.object({ tenants: z.array(tenantViewSchema) }).describe("The tenants"), ...tenantErrors },
+  },
+  get: {
+    tags: ["tenants"],
+    summary: "One tenant: desired state and last known outputs, never secrets",
+    security: BEARER,
+    params: tenantParams,
+    response: { 200: tenantViewSchema.describe("The tenant"), ...errorResponses(400, 404), ...tenantErrors },
+  },
+  deprovision: {
+    tags: ["tenants"],
+    summary: "Deprovision a tenant (a failed one too: its stack is cleaned up)",
+    security: BEARER,
+    params: tenantParams,
+    headers: idempotencyHeaders,
+    response: { 202: jobAcceptedSchema, ...mutationErrors, ...errorResponses(404), 409: errorBody(409, "The tenant is protected or already on its way out") },
+  },
+  upgrade: {
+    tags: ["tenants"],
+    summary: "Upgrade a tenant to a version",
+    security: BEARER,
+    params: tenantParams,
+    headers: idempotencyHeaders,
+    body: upgradeBody,
+    response: { 202: jobAcceptedSchema, ...mutationErrors, ...errorResponses(404), 409: errorBody(409, "The tenant is being deprovisioned or failed") },
+  },
+  move: {
+    tags: ["tenants"],
+    summary: "Move a tenant to another tier (pool ⇄ silo), keeping its id",
+    security: BEARER,
+    params: tenantParams,
+    headers: idempotencyHeaders,
+    body: moveBody,
+    response: { 202: jobAcceptedSchema, ...mutationErrors, ...errorResponses(404), 409: errorBody(409, "The tenant is being deprovisioned or failed") },
+  },
+  function: {
+    tags: ["tenants"],
+    summary: "Deploy a tenant function: a zip bundle (base64, at most 10 MiB) and its handler",
+    security: BEARER,
+    params: z.object({ id: tenantIdSchema, name: functionNameSchema }),
+    headers: idempotencyHeaders,
+    body: functionBody,
+    response: {
+      202: z.object({ jobId: z.string(), bundleSha256: z.string().regex(/^[0-9a-f]{64}$/) }).describe("Queued; the bundle is stored under its SHA-256"),
+      ...mutationErrors,
+      ...errorResponses(404),
+      409: errorBody(409, "The tenant is being deprovisioned or failed"),
+    },
+  },
+  release: {
+    tags: ["releases"],
+    summary: "Roll a version out to every tenant, in waves",
+    security: BEARER,
+    headers: idempotencyHeaders,
+    body: releaseBody,
+    response: { 202: jobAcceptedSchema, ...mutationErrors },
+  },
+  job: {
+    tags: ["jobs"],
+    summary: "One job: state, progress, result or error",
+    security: BEARER,
+    params: z.object({ id: z.string() }),
+    response: { 200: jobViewSchema.describe("The job"), ...errorResponses(404), ...tenantErrors },
+  },
+} satisfies Record<string, FastifySchema>;
+
 interface Answer {
   status: number;
   body: Record<string, unknown>;
 }
 
-function publicTenant(r: TenantRecord): Record<string, unknown> {
+function publicTenant(r: TenantRecord): TenantView {
   return {
     id: r.id,
     region: r.region,
@@ -106,11 +195,23 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
   const triggerOf = (req: FastifyRequest): Trigger => ({ type: "api", tokenName: tokenName(req) });
   const requestedAt = () => new Date(deps.now()).toISOString();
 
-  async function enqueue(data: JobData, req: FastifyRequest): Promise<string> {
-    const { jobId } = await deps.queue.enqueue(jobDataSchema.parse(data));
+  /** Enqueues the job (under `fixedId` if given: an id that exists already makes this a no-op). */
+  async function enqueue(data: JobData, req: FastifyRequest, fixedId?: string): Promise<string> {
+    const { jobId } = await deps.queue.enqueue(jobDataSchema.parse(data), fixedId === undefined ? {} : { jobId: fixedId });
     deps.enqueued.inc({ kind: data.kind });
     req.log.info({ jobId, kind: data.kind, tokenName: tokenName(req) }, "job enqueued");
     return jobId;
+  }
+
+  /**
+   * The scope of the request's Idempotency-Key (token and a digest of the key), or undefined
+   * without a valid one. A provision names its job and its claim after it, so that a retry of a
+   * request whose answer was lost finds its own claim and job again (see POST /tenants).
+   */
+  function keyScope(req: FastifyRequest): string | undefined {
+    const key = req.headers["idempotency-key"];
+    if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) return undefined;
+    return `${tokenName(req)}:${createHash("sha256").update(key).digest("hex")}`;
   }
 
   /** Runs a mutation, once per Idempotency-Key (scoped to the token): a retry gets the first answer. */
@@ -122,7 +223,7 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
     }
     if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) throw new ValidationError("Idempotency-Key", "must be 1 to 255 visible ASCII characters");
     const fingerprint = createHash("sha256").update(`${req.method} ${req.url}\n`).update(fingerprintOf()).digest("hex");
-    const storeKey = `${prefix}:idem:${tokenName(req)}:${createHash("sha256").update(key).digest("hex")}`;
+    const storeKey = `${prefix}:idem:${keyScope(req) as string}`;
     const result = await idempotency.run<Answer & { fingerprint: string }>(storeKey, async () => {
       const a = await work();
       return { remember: a.status >= 200 && a.status < 300, value: { ...a, fingerprint } };
@@ -137,20 +238,16 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
 
   const bodyPrint = (req: FastifyRequest) => () => JSON.stringify(req.body ?? null);
 
-  async function storeBundle(bundle: Buffer): Promise<string> {
+  const blobs = deps.blobs ?? blobStoreFor(deps.config.blobStore);
+
+  /**
+   * The bundle goes to the blob store under the tenant's own folder (`tenants/<id>/bundles/<sha256>`),
+   * where whichever worker runs the job finds it: never a path on this machine's disk.
+   */
+  async function storeBundle(tenantId: string, bundle: Buffer): Promise<string> {
     const sha = createHash("sha256").update(bundle).digest("hex");
-    const dir = path.join(deps.config.dataDir, "bundles");
-    const file = path.join(dir, sha);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const exists = await stat(file).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) {
-      const tmp = path.join(dir, `.${sha}.${randomUUID()}.tmp`);
-      await writeFile(tmp, bundle, { mode: 0o600 });
-      await rename(tmp, file);
-    }
+    const key = blobKeys.bundle(tenantId, sha);
+    if (!(await blobs.exists(key))) await blobs.put(key, bundle);
     return sha;
   }
 
@@ -171,7 +268,7 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
         return undefined;
       });
 
-      scope.post("/tenants", async (req, reply) =>
+      scope.post("/tenants", documented(docs.provision), async (req, reply) =>
         mutate(req, reply, bodyPrint(req), async () => {
           const body = parseWith(provisionBody, req.body, "body");
           // Every name the id yields (database, users, paths, Kubernetes and Argo CD names) is
@@ -179,39 +276,62 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
           deriveTenantNames(body.id);
           const version = body.version ?? (await deps.tenants.currentVersion());
           if (!version) throw new ValidationError("version", "is required: no release has been rolled out yet");
+          // With an Idempotency-Key the job id derives from the key, and every claim records the job
+          // it was made for: a retry of a request answered 503 after its claim (an add that timed out
+          // yet ran, a claim that could not be undone) finds its own claim and job and answers what
+          // the first should have, instead of 409 for its own tenant or a second provision job.
+          const scope = keyScope(req);
+          const jobId = scope === undefined ? randomUUID() : `provision-${sha256(`${scope}\n${body.id}`).toString("hex").slice(0, 40)}`;
+          const ownerKey = `${prefix}:provision-claim:${body.id}`;
+          const data: JobData = {
+            kind: "tenant.provision",
+            trigger: triggerOf(req),
+            requestedAt: requestedAt(),
+            tenantId: body.id,
+            region: body.region,
+            tier: body.tier,
+            version,
+          };
           const claim = await deps.tenants.claimProvision({ id: body.id, region: body.region, tier: body.tier, version });
-          if (!claim.ok) throw new ConflictError(`tenant ${body.id} already exists (${claim.state})`);
-          try {
-            const jobId = await enqueue(
-              {
-                kind: "tenant.provision",
-                trigger: triggerOf(req),
-                requestedAt: requestedAt(),
-                tenantId: body.id,
-                region: body.region,
-                tier: body.tier,
-                version,
-              },
-              req,
-            );
+          if (!claim.ok) {
+            const ours = scope !== undefined && (await deps.redis.get(ownerKey)) === jobId;
+            if (!ours) throw new ConflictError(`tenant ${body.id} already exists (${claim.state})`);
+            // Still provisioning: the job is enqueued again (a no-op if its add ran). Past that, it ran.
+            if (claim.state === "provisioning") await enqueue(data, req, jobId);
             return { status: 202, body: { jobId } };
+          }
+          try {
+            await deps.redis.set(ownerKey, jobId, "EX", IDEMPOTENCY_TTL_SECONDS);
+            // This key's job exists already (its tenant since gone): it was this request's effect.
+            if (scope !== undefined && (await deps.queue.queue.getJobState(jobId)) !== "unknown") {
+              await deps.tenants.abandonProvision(body.id);
+              return { status: 202, body: { jobId } };
+            }
+            return { status: 202, body: { jobId: await enqueue(data, req, jobId) } };
           } catch (err) {
-            await deps.tenants.abandonProvision(body.id).catch(() => undefined);
+            // An add that timed out may still have run (the state is read on the same connection,
+            // behind it): then the job exists and is this request's answer.
+            const state = await deps.queue.queue.getJobState(jobId).catch(() => undefined);
+            if (state !== undefined && state !== "unknown") return { status: 202, body: { jobId } };
+            // Not added, or unreadable. Without a key nothing could find this claim again: undone.
+            // With one, only a job provably not added undoes it; otherwise the claim stays and a
+            // retry with the same key enqueues its job.
+            if (scope === undefined || state === "unknown") await deps.tenants.abandonProvision(body.id).catch(() => undefined);
             throw err;
           }
         }),
       );
 
-      scope.get("/tenants", async () => ({ tenants: (await deps.tenants.list()).map(publicTenant) }));
+      scope.get("/tenants", documented(docs.list), async () => ({ tenants: (await deps.tenants.list()).map(publicTenant) }));
 
-      scope.get("/tenants/:id", async (req) => {
+      scope.get("/tenants/:id", documented(docs.get), async (req) => {
         const id = tenantParam(req);
         const record = await deps.tenants.get(id);
         if (!record) throw new NotFoundError(`tenant ${id} not found`);
         return publicTenant(record);
       });
 
-      scope.delete("/tenants/:id", async (req, reply) =>
+      scope.delete("/tenants/:id", documented(docs.deprovision), async (req, reply) =>
         mutate(
           req,
           reply,
@@ -245,7 +365,7 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
         return record;
       }
 
-      scope.post("/tenants/:id/upgrade", async (req, reply) =>
+      scope.post("/tenants/:id/upgrade", documented(docs.upgrade), async (req, reply) =>
         mutate(req, reply, bodyPrint(req), async () => {
           const id = tenantParam(req);
           const body = parseWith(upgradeBody, req.body, "body");
@@ -258,7 +378,7 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
         }),
       );
 
-      scope.post("/tenants/:id/move", async (req, reply) =>
+      scope.post("/tenants/:id/move", documented(docs.move), async (req, reply) =>
         mutate(req, reply, bodyPrint(req), async () => {
           const id = tenantParam(req);
           const body = parseWith(moveBody, req.body, "body");
@@ -268,7 +388,7 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
         }),
       );
 
-      scope.put("/tenants/:id/functions/:name", { bodyLimit: FUNCTION_BODY_LIMIT }, async (req, reply) =>
+      scope.put("/tenants/:id/functions/:name", { bodyLimit: FUNCTION_BODY_LIMIT, ...documented(docs.function) }, async (req, reply) =>
         mutate(req, reply, bodyPrint(req), async () => {
           const id = tenantParam(req);
           const name: string = parseWith<typeof functionNameSchema>(functionNameSchema, (req.params as Record<string, unknown>).name, "name");
@@ -279,7 +399,7 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
           // The archive itself (not its first bytes), before anything is stored: see bundle-check.ts.
           await checkBundle(bundle, body.handler);
           await changeable(id);
-          const bundleSha256 = await storeBundle(bundle);
+          const bundleSha256 = await storeBundle(id, bundle);
           const jobId = await enqueue(
             { kind: "tenant.function", trigger: triggerOf(req), requestedAt: requestedAt(), tenantId: id, name, bundleSha256, handler: body.handler },
             req,
@@ -288,7 +408,7 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
         }),
       );
 
-      scope.post("/releases", async (req, reply) =>
+      scope.post("/releases", documented(docs.release), async (req, reply) =>
         mutate(req, reply, bodyPrint(req), async () => {
           const body = parseWith(releaseBody, req.body, "body");
           const jobId = await enqueue({ kind: "release.rollout", trigger: triggerOf(req), requestedAt: requestedAt(), version: body.version }, req);
@@ -296,7 +416,7 @@ export function registerTenantApi(app: FastifyInstance, deps: TenantApiDeps): vo
         }),
       );
 
-      scope.get("/jobs/:id", async (req) => {
+      scope.get("/jobs/:id", documented(docs.job), async (req) => {
         const raw = (req.params as Record<string, unknown>).id;
         const id = typeof raw === "string" ? raw : "";
         const view = await deps.queue.getJobView(id);

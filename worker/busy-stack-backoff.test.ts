@@ -20,9 +20,9 @@ import { TEST_MYSQL_URL, TEST_REDIS_URL, uniqueName } from "../test/support/serv
 import { STACK_OPERATION, enqueueStackOperation, stackOperationJob, stackOperationKind } from "../test/support/stack-operation.ts";
 import { createJobWorker, type JobWorker } from "./job-worker.ts";
 import { PulumiRunner } from "./pulumi-runner.ts";
-import { JobQueue, stackFor } from "./queue.ts";
+import { JobQueue, stackFor } from "../jobs/queue.ts";
 import { RedisStackGuard } from "./stack-guard.ts";
-import { StackLanes } from "./stack-lanes.ts";
+import { StackLanes } from "../jobs/stack-lanes.ts";
 import { lockStoreFor } from "./stack-locks.ts";
 import { newWorkerIdentity, WorkerPresence } from "./worker-identity.ts";
 

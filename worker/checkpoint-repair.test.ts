@@ -10,7 +10,7 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { engineLocation } from "../core/engine.ts";
-import { repairFileCheckpoint } from "./checkpoint-repair.ts";
+import { repairFileCheckpoint, UnreadableCheckpointError } from "./checkpoint-repair.ts";
 
 const run = promisify(execFile);
 const scratch = mkdtempSync(path.join(tmpdir(), "stackrail-checkpoint-"));
@@ -76,5 +76,15 @@ describe("checkpoint repair on the file backend", () => {
     expect(readFileSync(checkpoint, "utf8")).toBe(good);
     const fixed = await pulumi("stack", "export", "--stack", stack);
     expect(fixed.ok, fixed.output).toBe(true);
+  });
+
+  it("refuses a stack whose checkpoint is unreadable with no backup, and changes nothing", () => {
+    const cut = '{"version": 3, "checkpoint": {';
+    writeFileSync(checkpoint, cut);
+    rmSync(`${checkpoint}.bak`, { force: true });
+    // An empty state would let a destroy "succeed" over resources that still exist.
+    expect(() => repairFileCheckpoint(backend, "repair-test", stack)).toThrow(UnreadableCheckpointError);
+    expect(() => repairFileCheckpoint(backend, "repair-test", stack)).toThrow(/unreadable and has no usable backup/);
+    expect(readFileSync(checkpoint, "utf8")).toBe(cut);
   });
 });

@@ -6,9 +6,16 @@
 // every command on the stack fails with "failed to load checkpoint: EOF". The sidecar holds only
 // a content type and checksums the engine does not need, and a missing one is read as empty, so an
 // unreadable sidecar is removed. A checkpoint that is itself unreadable (written by an older
-// engine in place, or by hand) is restored from the backend's own `.bak` beside it.
-import { copyFileSync, existsSync, readFileSync, renameSync, rmSync } from "node:fs";
+// engine in place, or by hand) is restored from the backend's own `.bak` beside it. Without a
+// usable backup nothing is guessed: an empty state would let a `destroy` "succeed" over resources
+// that still exist, or an `up` create them twice, so the stack is refused until an operator
+// restores it.
+import { copyFileSync, existsSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
+import { ProgramError } from "../core/errors.ts";
+
+/** The stack's state cannot be read and there is no backup to restore: an operator must decide. */
+export class UnreadableCheckpointError extends ProgramError {}
 
 function parses(file: string): boolean {
   try {
@@ -45,9 +52,10 @@ export function repairFileCheckpoint(backendDir: string, projectName: string, st
     rmSync(`${file}.attrs`, { force: true });
     lines.push("restored the stack checkpoint from its backup (the last write was cut off)");
   } else {
-    renameSync(file, `${file}.corrupt-${Date.now()}`);
-    rmSync(`${file}.attrs`, { force: true });
-    lines.push("set aside an unreadable stack checkpoint with no usable backup; the next update adopts existing resources");
+    throw new UnreadableCheckpointError(
+      `the state of stack ${projectName}/${stack} is unreadable and has no usable backup (${path.basename(file)}.bak); ` +
+        "restore it (pulumi stack import, or a copy of the backend) before this stack runs again: nothing was changed",
+    );
   }
   return lines;
 }

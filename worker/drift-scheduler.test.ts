@@ -7,7 +7,7 @@ import { TEST_REDIS_URL, uniqueName } from "../test/support/services.ts";
 import { deleteKeys } from "../webhooks/edge-fixture.ts";
 import { TenantIndex } from "../core/tenant-index.ts";
 import { driftJobId, driftOffsetMs, driftSlot, driftWindowMs, enqueueDueDriftChecks } from "./drift-scheduler.ts";
-import { JobQueue, stackFor } from "./queue.ts";
+import { JobQueue, stackFor } from "../jobs/queue.ts";
 
 const HOUR = 3_600_000;
 const logger = createLogger({ level: "silent" });

@@ -7,8 +7,8 @@ import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Logger } from "../core/logger.ts";
 import type { TenantIndex } from "../core/tenant-index.ts";
-import { countByKind, type OrphanReport } from "./orphans/types.ts";
-import type { JobQueue } from "./queue.ts";
+import { countByKind, type OrphanReport } from "../jobs/orphan-report.ts";
+import type { JobQueue } from "../jobs/queue.ts";
 
 export interface DriftSchedule {
   readonly intervalMs: number;

@@ -13,10 +13,10 @@ import { createMetrics } from "../core/metrics.ts";
 import { TEST_REDIS_URL, uniqueName } from "../test/support/services.ts";
 import { STACK_OPERATION, enqueueStackOperation, stackOperationJob, stackOperationKindWith, type StackOperationJob } from "../test/support/stack-operation.ts";
 import { registerOperationsApi } from "../webhooks/operations-api.ts";
-import { DeadLetters } from "./dead-letters.ts";
+import { DeadLetters } from "../jobs/dead-letters.ts";
 import { createJobWorker, type JobWorker } from "./job-worker.ts";
-import { JobQueue, stackFor } from "./queue.ts";
-import { StackLanes } from "./stack-lanes.ts";
+import { JobQueue, stackFor } from "../jobs/queue.ts";
+import { StackLanes } from "../jobs/stack-lanes.ts";
 
 const prefix = uniqueName("fates");
 const TOKEN = "fates-token-0123456789abcdef";

@@ -16,8 +16,8 @@ import { TEST_MYSQL_URL, TEST_REDIS_URL, uniqueName } from "../test/support/serv
 import { STACK_OPERATION, enqueueStackOperation, stackOperationJob, stackOperationKind, type StackOperationJob } from "../test/support/stack-operation.ts";
 import { createJobWorker, type JobWorker } from "./job-worker.ts";
 import { PulumiRunner } from "./pulumi-runner.ts";
-import { JobQueue, stackFor } from "./queue.ts";
-import { StackLanes } from "./stack-lanes.ts";
+import { JobQueue, stackFor } from "../jobs/queue.ts";
+import { StackLanes } from "../jobs/stack-lanes.ts";
 
 const prefix = uniqueName("worker");
 const dataDir = mkdtempSync(path.join(tmpdir(), "stackrail-worker-"));

@@ -9,8 +9,11 @@ import type { z } from "zod";
 import { JOB_KINDS, JOBS_QUEUE, jobDataSchema, type JobData, type JobKind } from "../core/jobs.ts";
 import type { Logger, SecretScrubber } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { JobIndex } from "./job-index.ts";
-import { jobLogWriter, RedisJobLogStore, runWithJobLog, type JobLogStore } from "./job-logs.ts";
+import { JobIndex } from "../jobs/job-index.ts";
+import type { BlobStore } from "../core/blob-store.ts";
+import { archiveJobLog } from "../jobs/job-log-archive.ts";
+import { jobLogWriter, RedisJobLogStore, runWithJobLog, type JobLogStore } from "../jobs/job-logs.ts";
+import type { LaneAcquire } from "../jobs/stack-lanes.ts";
 import { runInJobScope } from "./job-scope.ts";
 import { jobFlow, type JobFlow } from "./job-flow.ts";
 
@@ -75,9 +78,17 @@ export function extraJobKind<T>(
 
 const DEFAULT_EXTRA_TIMEOUT_MS = 30 * 60_000;
 
-/** The per-stack FIFO the HTTP edge registers jobs in (worker/stack-lanes.ts). */
+/** The per-stack FIFO the HTTP edge registers jobs in (jobs/stack-lanes.ts). */
 export interface LaneControl {
   tryAcquire(stack: string, jobId: string, leaseMs: number): Promise<boolean>;
+  /** tryAcquire() for a job that parks when it cannot acquire: its place, or who waits right behind it. */
+  acquire(stack: string, jobId: string, leaseMs: number): Promise<LaneAcquire>;
+  /** How long a waiter at this place parks (a safety poll: the lane's release wakes it). */
+  parkDelayMs(position: number): number;
+  /** Once parked: whether the lane became free meanwhile, and the waiter's place now. */
+  parked(stack: string, jobId: string, parkUntil: number): Promise<{ free: boolean; position: number }>;
+  /** Shortens a parked waiter's next look to the safety poll (the one right behind a job that acquired). */
+  arm(jobId: string): Promise<void>;
   renew(stack: string, jobId: string, leaseMs: number): Promise<void>;
   release(stack: string, jobId: string): Promise<void>;
   isSuperseded(jobId: string): Promise<string | null>;
@@ -132,8 +143,14 @@ export interface JobWorkerDeps {
   readonly stalledIntervalMs?: number;
   /** Times a job may lose its worker (killed, frozen past its lock) before it fails for good (STACKRAIL_MAX_JOB_CRASHES). */
   readonly maxStalledCount?: number;
-  /** How often a job that waits for its stack looks again. */
+  /** How often a job that waits (fate `wait`) looks again; with `laneWait: "poll"`, also a job that waits for its stack. */
   readonly laneRetryMs?: number;
+  /**
+   * How a job waits for its stack's lane: `park` (default) delays it until the lane's release wakes
+   * it, with a slow safety poll; `poll` is the old behaviour (re-delay every laneRetryMs), kept
+   * only as the benchmark's baseline.
+   */
+  readonly laneWait?: "park" | "poll";
   /** Signals used by the cancel API: a running job whose id resolves true is aborted. */
   readonly cancelRequested?: (jobId: string) => Promise<boolean>;
   readonly cancelPollMs?: number;
@@ -144,6 +161,11 @@ export interface JobWorkerDeps {
   readonly recordCheckMs?: number;
   /** Where each job's full log goes (engine output and progress lines); default Redis, beside the queue. */
   readonly jobLogs?: JobLogStore;
+  /**
+   * Where a finished job's log is archived (jobs/job-log-archive.ts), its stream then expiring soon;
+   * without it (or with a jobLogs that is not the Redis store) the stream lives as long as the job.
+   */
+  readonly logArchive?: BlobStore;
 }
 
 export interface JobWorker {
@@ -163,6 +185,26 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
   const leaseMs = deps.laneLeaseMs ?? 60_000;
   const laneRetryMs = deps.laneRetryMs ?? 500;
   const busyBackoff = deps.busyBackoff ?? BUSY_BACKOFF;
+  const laneWait = deps.laneWait ?? "park";
+  /**
+   * Parks a job behind its lane: delayed by the lanes' delay for its place. The release that wakes
+   * it may come before it is delayed (it finds nothing to promote), so once delayed it looks once
+   * more and promotes itself if the lane is free for it; if it moved up meanwhile, it shortens its
+   * delay to its new place's.
+   */
+  const park = async (job: Job, token: string | undefined, stack: string, position: number): Promise<void> => {
+    const jobId = job.id ?? "";
+    const delayMs = deps.lanes.parkDelayMs(position);
+    const until = Date.now() + delayMs;
+    await job.moveToDelayed(until, token);
+    try {
+      const now = await deps.lanes.parked(stack, jobId, until);
+      if (now.free) await job.promote();
+      else if (now.position >= 0 && deps.lanes.parkDelayMs(now.position) < delayMs) await job.changeDelay(deps.lanes.parkDelayMs(now.position));
+    } catch {
+      // Promoted meanwhile by the releaser, or Redis away for a moment: the delay still brings it back.
+    }
+  };
   const progressFailures = counter(deps.metrics, "stackrail_job_progress_write_failures_total", "Progress lines that could not be written to a job's log", [
     "reason",
   ]);
@@ -171,6 +213,16 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
   const running = new Map<string, AbortController>();
   const jobLogs = deps.jobLogs ?? new RedisJobLogStore(deps.connection, deps.prefix);
   const jobIndex = new JobIndex(deps.connection, deps.prefix);
+  /** Archives a finished job's log; a failure is logged and leaves the stream with its normal TTL. */
+  const archiveLog = async (jobId: string, log: Logger): Promise<void> => {
+    if (!deps.logArchive || !(jobLogs instanceof RedisJobLogStore)) return;
+    try {
+      await archiveJobLog(jobLogs, deps.logArchive, jobId);
+    } catch (err) {
+      progressFailures.inc({ reason: "job_log_archive" });
+      log.warn({ err, blobStore: deps.logArchive.location }, "could not archive the job's log; it stays in Redis until the job's record expires");
+    }
+  };
   const extraKinds = deps.extraKinds ?? {};
   for (const name of Object.keys(extraKinds)) {
     if ((JOB_KINDS as readonly string[]).includes(name)) throw new TypeError(`extra job kind ${name} would shadow a lifecycle kind`);
@@ -227,20 +279,34 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
     if (supersededBy) {
       log.info({ supersededBy }, "job superseded before it ran");
       deps.metrics.jobsTotal.inc({ kind, state: "superseded" });
+      await archiveLog(jobId, log);
       return { superseded: true, supersededBy };
     }
 
     if (await deps.lanes.isCancelled(jobId)) {
       log.info("job cancelled before it ran");
       deps.metrics.jobsTotal.inc({ kind, state: "cancelled" });
+      await archiveLog(jobId, log);
       return { cancelled: true };
     }
 
     const stack = prepared.stack;
-    if (stack && !(await deps.lanes.tryAcquire(stack, jobId, leaseMs))) {
-      // Another job of this stack is ahead: wait in the queue without spending an attempt.
-      await job.moveToDelayed(Date.now() + laneRetryMs, token);
-      throw new DelayedError();
+    if (stack && laneWait === "poll") {
+      if (!(await deps.lanes.tryAcquire(stack, jobId, leaseMs))) {
+        // Another job of this stack is ahead: look again soon (the benchmark's baseline).
+        await job.moveToDelayed(Date.now() + laneRetryMs, token);
+        throw new DelayedError();
+      }
+    } else if (stack) {
+      const lane = await deps.lanes.acquire(stack, jobId, leaseMs);
+      if (!lane.acquired) {
+        // Another job of this stack is ahead: park without spending an attempt, until the lane's
+        // release wakes us (or the safety poll, should that wake-up be lost).
+        await park(job, token, stack, lane.position);
+        throw new DelayedError();
+      }
+      // The waiter right behind looks again within one safety poll, should our release never wake it.
+      if (lane.next) await deps.lanes.arm(lane.next);
     }
 
     const controller = new AbortController();
@@ -311,6 +377,8 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       : undefined;
 
     let releaseLane = true;
+    // Set once the job has reached its final state: its log is then archived.
+    let finished = false;
     try {
       log.info({ stack, attempt: job.attemptsMade + 1 }, "job started");
       deps.metrics.jobsTotal.inc({ kind, state: "running" });
@@ -334,6 +402,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       }
       deps.metrics.jobsTotal.inc({ kind, state: "succeeded" });
       jobLog.progress("job succeeded");
+      finished = true;
       log.info("job succeeded");
       return deps.scrubber.scrubValue(result);
     } catch (thrown) {
@@ -385,6 +454,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       // Transient failures that used up their retries wait in the dead-letter list for an operator.
       else if (fate === "retry") await deps.deadLetters?.add(jobId, reason);
       jobLog.progress(`job ${state}: ${reason}`);
+      finished = true;
       log.error({ reason }, "job failed");
       throw new UnrecoverableError(reason);
     } finally {
@@ -396,6 +466,9 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       if (cancelPoll) clearInterval(cancelPoll);
       running.delete(jobId);
       if (stack && releaseLane) await deps.lanes.release(stack, jobId);
+      // After the lane's release (the next job of the stack need not wait for the blob store), and
+      // before BullMQ records the end: a reader that sees the job final finds its archive.
+      if (finished) await archiveLog(jobId, log);
     }
   };
 

@@ -3,7 +3,7 @@
 // activity, so two workers reaping at once enqueue it once.
 import type { Logger } from "../core/logger.ts";
 import type { PreviewRegistry } from "./preview-registry.ts";
-import type { JobQueue } from "./queue.ts";
+import type { JobQueue } from "../jobs/queue.ts";
 
 export async function reapIdlePreviews(registry: PreviewRegistry, queue: JobQueue, ttlMs: number, logger: Logger, now = Date.now()): Promise<string[]> {
   const idle = await registry.idleSince(now - ttlMs);

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConcurrentUpdateError, LocalWorkspace, PulumiCommand, type EngineEvent, type OutputMap, type Stack } from "@pulumi/pulumi/automation/index.js";
-import { ValidationError } from "../core/errors.ts";
+import { ProgramError, ValidationError } from "../core/errors.ts";
 import { killTree } from "./process-tree.ts";
 import { repairFileCheckpoint } from "./checkpoint-repair.ts";
 import { POLICY_PACK_ENV, programFor } from "../programs/index.ts";
@@ -18,13 +18,13 @@ import {
   type ChildMessage,
   type ChildSettings,
   type DriftedResource,
+  type EngineOutputMessage,
   type OperationSummary,
   type ParentMessage,
   type PolicyViolation,
   type ResourceDiff,
   type StackOperationRequest,
 } from "./pulumi-protocol.ts";
-import type { EngineOutputMessage } from "./pulumi-output.ts";
 
 // Everything this process and the engine, plugins and language host it starts write (the file
 // backend's state and its backups, workspaces, the engine's home and logs, tenant directories)
@@ -258,7 +258,7 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
     }
     send(message);
   };
-  // The engine's own output, as the CLI prints it: the job's full log (worker/job-logs.ts).
+  // The engine's own output, as the CLI prints it: the job's full log (jobs/job-logs.ts).
   const onOutput = (text: string): void => send({ type: "output", text });
   const common = { onEvent, onOutput, onError: onOutput, signal: abort.signal, color: "never" as const };
   try {
@@ -359,8 +359,15 @@ function classify(err: unknown, violations: string[], findings: readonly PolicyV
     return new ChildFailureError({ kind: "policy", message: "mandatory policy violation; nothing was applied", violations, policyViolations: findings });
   }
   if (err instanceof ConcurrentUpdateError) return new ChildFailureError({ kind: "concurrent", message: short });
+  // A backing service that was down or restarting (the tenants' MariaDB, Redis) failed a resource:
+  // not the program's fault, so the job is retried (its attempts, with back-off) instead of failed.
+  if (UNREACHABLE.test(message)) return new ChildFailureError({ kind: "internal", message: short });
   return new ChildFailureError({ kind: "program", message: short });
 }
+
+/** Errors of a connection to a server that is not there (now), as Node and mysql2 word them. */
+const UNREACHABLE =
+  /\b(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|PROTOCOL_CONNECTION_LOST)\b|Connection lost: The server closed the connection/;
 
 let started = false;
 let orphaned = false;
@@ -428,7 +435,9 @@ process.on("message", (raw: ParentMessage) => {
       const message = err instanceof Error ? err.message : String(err);
       // An unknown program or invalid program arguments will not get better on a retry.
       const failure =
-        err instanceof ChildFailureError ? err.failure : { kind: err instanceof ValidationError ? ("program" as const) : ("internal" as const), message };
+        err instanceof ChildFailureError
+          ? err.failure
+          : { kind: err instanceof ValidationError || err instanceof ProgramError ? ("program" as const) : ("internal" as const), message };
       send({ type: "failed", failure });
       finished();
     },

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../core/config.ts";
 import { engineLocation } from "../core/engine.ts";
 import { PolicyViolationError } from "../core/errors.ts";
-import { logicalNames } from "../programs/naming.ts";
+import { logicalNames } from "../core/naming.ts";
 import { dropTenantLeftovers } from "../test/support/cleanup.ts";
 import { TEST_MYSQL_URL, TEST_REDIS_URL, localServiceEnv, uniqueName } from "../test/support/services.ts";
 import { PulumiRunner } from "./pulumi-runner.ts";

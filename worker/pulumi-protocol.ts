@@ -2,6 +2,11 @@
 // The child exists because the Node.js runtime of an inline Pulumi program is process-global:
 // two programs in one process would share (and corrupt) each other's state.
 
+import type { PolicyViolation, ResourceDiff } from "../jobs/plan-types.ts";
+
+// The plan's vocabulary is part of the job model (rollout plans and job records keep it): it lives in jobs/.
+export type { PolicyViolation, ResourceDiff };
+
 /** `drift`: a refresh preview (`pulumi refresh --preview-only`): what a refresh would change, nothing written. */
 export type StackOperation = "up" | "destroy" | "preview" | "refresh" | "drift";
 
@@ -37,30 +42,6 @@ export interface DriftedResource {
   /** What a refresh would do to it in the state: `update` (changed outside) or `delete` (gone). */
   readonly op: string;
   readonly properties: readonly string[];
-}
-
-/**
- * One step of a plan (a `preview`, or the preview before an `up`): what the engine would do to a
- * resource, with the names of the properties that change. Never values: a diff leaves the child
- * for PR comments, rollout plans and job records, where no secret may go.
- */
-export interface ResourceDiff {
-  readonly urn: string;
-  readonly type: string;
-  /** The engine's step op: create, update, replace, delete, create-replacement, delete-replaced, import, … (never `same`). */
-  readonly op: string;
-  /** Changed top-level property names (sorted); empty for create and delete. */
-  readonly properties: readonly string[];
-}
-
-/** A policy pack's finding: the rule, the resource, the message. */
-export interface PolicyViolation {
-  readonly pack: string;
-  readonly policy: string;
-  /** advisory, mandatory, remediate or disabled, as the pack declared it. */
-  readonly level: string;
-  readonly message: string;
-  readonly urn?: string;
 }
 
 export interface OperationSummary {
@@ -112,7 +93,24 @@ export type ChildMessage =
       /** A step the engine finished: what was applied, even if the operation is cancelled later. */
       readonly applied?: { readonly op: string; readonly urn: string };
     }
+  | EngineOutputMessage
   | { readonly type: "done"; readonly summary: OperationSummary }
   | { readonly type: "failed"; readonly failure: ChildFailure };
+
+/** The Pulumi engine's own output (what the CLI prints on stdout and stderr), kept whole with the job's logs. */
+export interface EngineOutputMessage {
+  readonly type: "output";
+  /** A chunk as the engine wrote it: not necessarily whole lines; never colored. */
+  readonly text: string;
+}
+
+export function isEngineOutput(message: unknown): message is EngineOutputMessage {
+  return (
+    typeof message === "object" &&
+    message !== null &&
+    (message as { type?: unknown }).type === "output" &&
+    typeof (message as { text?: unknown }).text === "string"
+  );
+}
 
 export const SECRET_PLACEHOLDER = "[secret]";

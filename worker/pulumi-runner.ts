@@ -7,17 +7,19 @@
 // the next operation starts on it. An idle spare does not keep the worker alive and exits by itself when
 // the worker goes away.
 import { fork, type ChildProcess } from "node:child_process";
-import { killTree } from "./process-tree.ts";
+import { randomUUID } from "node:crypto";
+import { killMarked, killTree } from "./process-tree.ts";
 import { Socket } from "node:net";
 import path from "node:path";
 import { PROJECT_ROOT, type EngineLocation } from "../core/engine.ts";
 import { CancelledError, OperationTimeoutError, PolicyViolationError, ProgramError, StackLockedError, StackrailError, TransientError } from "../core/errors.ts";
 import { STACK_NAME_PATTERN } from "../core/ids.ts";
-import { currentJobLog } from "./job-logs.ts";
+import { currentJobLog } from "../jobs/job-logs.ts";
 import { currentJobScope } from "./job-scope.ts";
-import { isEngineOutput, type EngineOutputMessage } from "./pulumi-output.ts";
 import {
+  isEngineOutput,
   PARENT_PING_MS,
+  type EngineOutputMessage,
   type ChildMessage,
   type ChildSettings,
   type OperationSummary,
@@ -50,7 +52,7 @@ export interface RunOptions {
   readonly onProgress?: (line: string) => void;
   /**
    * The engine's own output, in chunks as it prints it (not only whole lines). Defaults to the
-   * running job's log (worker/job-logs.ts), so every handler's operations land there.
+   * running job's log (jobs/job-logs.ts), so every handler's operations land there.
    */
   readonly onOutput?: (text: string) => void;
   /** Aborting cancels the operation; `signal.reason` may be an OperationTimeoutError. */
@@ -88,7 +90,12 @@ const pulumiHome = (dataDir: string): string => path.join(dataDir, "pulumi-home"
 interface Spawned {
   readonly child: ChildProcess;
   stderrTail: string;
+  /** In the child's environment, so in that of everything it starts (the CLI, the language host, providers). */
+  readonly marker: string;
 }
+
+/** The environment variable that marks an operation child's processes (see killMarked). */
+const MARKER_VARIABLE = "STACKRAIL_OPERATION_CHILD";
 
 const CHILD = path.join(import.meta.dirname, "pulumi-child.ts");
 
@@ -134,13 +141,14 @@ export class PulumiRunner implements StackRunner {
   }
 
   #spawn(): Spawned {
+    const marker = randomUUID();
     const child = fork(CHILD, [], {
       execPath: this.#settings.engine.node,
-      env: this.#env,
+      env: { ...this.#env, [MARKER_VARIABLE]: marker },
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       serialization: "json",
     });
-    const spawned: Spawned = { child, stderrTail: "" };
+    const spawned: Spawned = { child, stderrTail: "", marker };
     child.stderr?.on("data", (c: Buffer) => {
       spawned.stderrTail = (spawned.stderrTail + c.toString()).slice(-4000);
     });
@@ -288,6 +296,9 @@ export class PulumiRunner implements StackRunner {
         settle(() => reject(new TransientError(`could not start the Pulumi process: ${err.message}`)));
       });
       child.on("exit", (code, signal) => {
+        // A child killed mid-operation (SIGKILL, out of memory) cannot stop what it started: the
+        // language host and providers, handed to init, would run on. Found by their marker.
+        if (signal !== null) killMarked(MARKER_VARIABLE, spawned.marker);
         settle(() => {
           if (options.signal?.aborted) reject(cancelError());
           // A child that dies without answering (killed, out of memory) is worth another try.

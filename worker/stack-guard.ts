@@ -4,20 +4,36 @@
 //
 // Who may clear a lock:
 //   - any worker, when the stack's owner record (worker/worker-identity.ts) names a worker whose
-//     heartbeat is gone, for the locks written during that worker's operation;
+//     heartbeat is gone, for a lock that worker's operation wrote: one naming a pid the record
+//     holds for the operation's Pulumi processes, on the host the record names for them, written
+//     between the operation's start and the worker's last heartbeat (plus the heartbeat's TTL). A
+//     lock of anyone else (an operator's `pulumi up` from a laptop after the worker died) stays;
 //   - any worker on the same host as the lock's process, when that process is gone (the lock names
-//     its pid and host), as well as a same-host worker whose pid is gone.
+//     its pid and host); a worker whose pid is gone is forgotten at once only by a worker in the
+//     same pid space (boot id and pid namespace: a shared host name is not enough), by everyone
+//     else when its heartbeat runs out.
 // Every other lock stays: a live worker's, an operator's CLI on another machine, one nobody can
-// vouch for. On a backend whose locks cannot be read or removed here (object stores until
-// issue 14), the claim still keeps two Stackrail workers apart, and a dead owner's lock is named
-// in the job's progress for an operator to remove.
+// vouch for. Locks are read and removed on the file and S3 backends (worker/stack-locks.ts: S3
+// through the blob store's client, so workers on different machines recover each other's stacks).
+// On a backend whose locks cannot be read or removed here (gs://, azblob://), the claim still
+// keeps two Stackrail workers apart, and a dead owner's lock is named in the job's progress for an
+// operator to remove.
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import path from "node:path";
 import type { Redis } from "ioredis";
 import { StackLockedError, TransientError, type StackLockHolder } from "../core/errors.ts";
 import { abandonedWrite, INCOMPLETE_LOCK_STALE_MS, type StackLock, type StackLockStore } from "./stack-locks.ts";
-import { stackOwnerKey, workerKey, OWNER_RECORD_TTL_S, type StackOwnerRecord, type WorkerIdentity, type WorkerPresence } from "./worker-identity.ts";
+import { descendants } from "./process-tree.ts";
+import {
+  samePidSpace,
+  stackOwnerKey,
+  workerKey,
+  OWNER_RECORD_TTL_S,
+  type StackOwnerRecord,
+  type WorkerIdentity,
+  type WorkerPresence,
+} from "./worker-identity.ts";
 
 export interface ClaimContext {
   /** The job the operation belongs to ("" outside a job). */
@@ -112,6 +128,8 @@ export function localStackGuard(store: StackLockStore, host: string = hostname()
 const CLAIM = `
 -- KEYS[1] owner key, KEYS[2] own stacks set   ARGV: workerKeyPrefix, member, record, ownerTtlS, ttlMs
 local cur = redis.call('GET', KEYS[1])
+-- What is left of a record's expiry (renewed on each beat of its worker) says when it last beat.
+local left = redis.call('PTTL', KEYS[1])
 local state = 'free'
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
@@ -130,7 +148,7 @@ end
 redis.call('SET', KEYS[1], ARGV[3], 'EX', tonumber(ARGV[4]))
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]))
-return {state, cur or ''}
+return {state, cur or '', '', left}
 `;
 
 const FORGET_DEAD = `
@@ -153,12 +171,15 @@ function parseRecord(text: string): StackOwnerRecord | undefined {
   try {
     const r = JSON.parse(text) as Partial<StackOwnerRecord>;
     if (typeof r.workerId !== "string" || typeof r.startedAt !== "number") return undefined;
+    const enginePids = Array.isArray(r.enginePids) ? r.enginePids.filter((p): p is number => Number.isInteger(p) && p > 0) : [];
     return {
       workerId: r.workerId,
       host: typeof r.host === "string" ? r.host : "?",
       workerPid: typeof r.workerPid === "number" ? r.workerPid : 0,
       jobId: typeof r.jobId === "string" ? r.jobId : "",
       ...(typeof r.childPid === "number" ? { childPid: r.childPid } : {}),
+      ...(typeof r.childHost === "string" ? { childHost: r.childHost } : {}),
+      ...(enginePids.length > 0 ? { enginePids } : {}),
       startedAt: r.startedAt,
     };
   } catch {
@@ -175,8 +196,38 @@ function parseIdentity(text: string): WorkerIdentity | undefined {
   }
 }
 
-/** A lock written during the dead owner's operation (the owner's host wrote both times, so its clock is shared). */
-const writtenDuring = (lock: StackLock, owner: StackOwnerRecord): boolean => lock.timestamp === undefined || lock.timestamp >= owner.startedAt - 2_000;
+/** Clocks of different machines are compared with this much slack. */
+const CLOCK_SLACK_MS = 2_000;
+/** How often a running operation looks for the Pulumi processes its child started (the CLI that writes the lock). */
+export const ENGINE_PID_POLL_MS = 1_000;
+/** A record names at most this many of them (the CLI comes first; plugins after). */
+const MAX_ENGINE_PIDS = 64;
+
+/** A dead owner's record, and until when its operation may have written (its last beat plus the heartbeat's TTL). */
+export interface DeadOwner {
+  readonly record: StackOwnerRecord;
+  readonly aliveUntil: number;
+}
+
+/**
+ * Whether the dead owner's operation wrote this lock: a pid the record holds for its Pulumi
+ * processes, on the host it names for them, timestamped within the owner's lifetime. A lock
+ * without a timestamp, on another host, of another pid, or written after the owner was gone is
+ * somebody else's (an operator's CLI, another machine) and stays.
+ */
+export function writtenByDeadOwner(lock: StackLock, owner: DeadOwner): boolean {
+  const { record } = owner;
+  const pids = new Set([...(record.childPid !== undefined ? [record.childPid] : []), ...(record.enginePids ?? [])]);
+  return (
+    lock.hostname !== undefined &&
+    lock.hostname === (record.childHost ?? record.host) &&
+    lock.pid !== undefined &&
+    pids.has(lock.pid) &&
+    lock.timestamp !== undefined &&
+    lock.timestamp >= record.startedAt - CLOCK_SLACK_MS &&
+    lock.timestamp <= owner.aliveUntil + CLOCK_SLACK_MS
+  );
+}
 
 /** The guard of a worker with an identity: the stack's owner record in Redis decides, then the backend's locks. */
 export class RedisStackGuard implements StackGuard {
@@ -220,8 +271,17 @@ export class RedisStackGuard implements StackGuard {
     if (claimed[0] === "busy") {
       const holderIdentity = claimed[2];
       const identity = parseIdentity(holderIdentity);
-      // A worker on this host whose process is gone is dead now, not when its heartbeat runs out.
-      if (parseRecord(claimed[1]) && identity && identity.host === me.host && identity.pid !== me.pid && !processAlive(identity.pid)) {
+      // A worker whose process is gone is dead now, not when its heartbeat runs out; but its pid
+      // means something here only in the same pid space (same boot, same pid namespace): a host
+      // name is shared by containers, and from another namespace a live process looks gone.
+      if (
+        parseRecord(claimed[1]) &&
+        identity &&
+        identity.host === me.host &&
+        samePidSpace(identity, me) &&
+        identity.pid !== me.pid &&
+        !processAlive(identity.pid)
+      ) {
         await this.#redis.eval(FORGET_DEAD, 2, workerKey(prefix, identity.id), `${workerKey(prefix, identity.id)}:stacks`, holderIdentity);
         claimed = await tryClaim();
       }
@@ -235,47 +295,73 @@ export class RedisStackGuard implements StackGuard {
     }
 
     this.#presence.operating(member, ownerKey, written[0] as string);
+    let watch: NodeJS.Timeout | undefined;
     const release = async (): Promise<void> => {
+      if (watch) clearInterval(watch);
+      watch = undefined;
       this.#presence.done(member);
       await this.#redis.eval(RELEASE, 2, ownerKey, this.#presence.stacksKey, member, ...written);
     };
+    const publish = (next: StackOwnerRecord): void => {
+      record = next;
+      const text = JSON.stringify(record);
+      written.push(text);
+      this.#presence.operating(member, ownerKey, text);
+      // Best effort: the holder is named with its Pulumi process when another job looks.
+      this.#redis.set(ownerKey, text, "EX", OWNER_RECORD_TTL_S, "XX").catch(() => undefined);
+    };
+    let deadOwner: DeadOwner | undefined;
     try {
-      const deadOwner = state === "dead" ? parseRecord(previous) : undefined;
+      const deadRecord = state === "dead" ? parseRecord(previous) : undefined;
+      // Without an expiry left (a record written by hand), its worker is taken to have beaten until now.
+      const lastBeat = pttl > 0 ? Date.now() - (OWNER_RECORD_TTL_S * 1000 - pttl) : Date.now();
+      deadOwner = deadRecord ? { record: deadRecord, aliveUntil: lastBeat + this.#presence.ttlMs } : undefined;
       await this.#recover(projectName, stack, context, deadOwner);
     } catch (err) {
       await release().catch(() => undefined);
+      // The dead owner's record goes back (with what was left of its expiry): the next look, once
+      // the lock that made this one wait is gone, still knows which lock the dead worker left.
+      if (deadOwner) await this.#redis.set(ownerKey, previous, "PX", pttl > 0 ? pttl : OWNER_RECORD_TTL_S * 1000, "NX").catch(() => undefined);
       throw err;
     }
     return {
       started: (childPid) => {
         if (childPid === undefined) return;
-        record = { ...record, childPid };
-        const text = JSON.stringify(record);
-        written.push(text);
-        this.#presence.operating(member, ownerKey, text);
-        // Best effort: the holder is named with its Pulumi process when another job looks.
-        this.#redis.set(ownerKey, text, "EX", OWNER_RECORD_TTL_S, "XX").catch(() => undefined);
+        // The host name the engine writes into its lock is the OS's, whatever this worker is called.
+        publish({ ...record, childPid, childHost: hostname() });
+        // The lock is written by the Pulumi CLI the child starts: its pid goes into the record as
+        // soon as it is seen, so that a worker finding this record dead can tell its lock from others'.
+        const seen = new Set<number>();
+        watch = setInterval(() => {
+          if (seen.size >= MAX_ENGINE_PIDS) return;
+          const fresh = descendants(childPid).filter((p) => !seen.has(p));
+          if (fresh.length === 0) return;
+          for (const p of fresh.slice(0, MAX_ENGINE_PIDS - seen.size)) seen.add(p);
+          publish({ ...record, enginePids: [...seen] });
+        }, ENGINE_PID_POLL_MS);
+        watch.unref();
       },
       release,
     };
   }
 
   /** The backend's locks, now that the stack is ours among Stackrail workers: clear the dead's, wait for the living. */
-  async #recover(projectName: string, stack: string, context: ClaimContext, deadOwner: StackOwnerRecord | undefined): Promise<void> {
+  async #recover(projectName: string, stack: string, context: ClaimContext, dead: DeadOwner | undefined): Promise<void> {
     const host = this.#presence.identity.host;
+    const deadOwner = dead?.record;
     const locks = await this.#store.list(projectName, stack);
     if (locks === null) {
       if (deadOwner) {
         context.progress(
           `worker ${deadOwner.workerId} on ${deadOwner.host} died during an operation on ${stack} (job ${deadOwner.jobId || "(none)"}); ` +
-            `a lock it left on the ${this.#store.backend} backend cannot be cleared by Stackrail yet: look under ${this.#store.where(projectName, stack)} ` +
+            `a lock it left on the ${this.#store.backend} backend cannot be cleared by Stackrail: look under ${this.#store.where(projectName, stack)} ` +
             `and remove it with \`pulumi cancel\` once its process is gone`,
         );
       }
       return;
     }
     const clearable = (lock: StackLock): "pid" | "identity" | "abandoned" | undefined =>
-      abandonedWrite(lock) ? "abandoned" : sameHostGone(lock, host) ? "pid" : deadOwner && writtenDuring(lock, deadOwner) ? "identity" : undefined;
+      abandonedWrite(lock) ? "abandoned" : sameHostGone(lock, host) ? "pid" : dead && writtenByDeadOwner(lock, dead) ? "identity" : undefined;
     const live = locks.find((l) => clearable(l) === undefined);
     if (live) throw busy(stack, lockHolder(live), live.incomplete ? INCOMPLETE_LOCK_STALE_MS : undefined);
     for (const lock of locks) {

@@ -1,10 +1,12 @@
-// A deprovisioned tenant's files under the data dir (issue 11, finding 7): its function versions
-// (`functions/<id>/<name>/v<n>/`) and the uploaded bundles only it referenced. Bundles are stored
-// content-addressed (`bundles/<sha256>`) by the tenant API, so two tenants that uploaded the same
-// bytes share one file: a bundle goes only when no other tenant's version and no waiting upload
-// of another tenant still names it.
+// A deprovisioned tenant's code (issue 11, finding 7; issue 14): in the blob store, its own folder's
+// bundles and function versions (`tenants/<id>/bundles/`, `tenants/<id>/functions/`; its backups
+// stay); on this machine, the cached archives (`functions/<id>/`). Installations from before the
+// blob store kept bundles content-addressed under the data dir (`bundles/<sha256>`), shared by
+// tenants that uploaded the same bytes: such a bundle goes only when no other tenant's version and
+// no waiting upload of another tenant still names it.
 import { readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
+import { blobKeys, type BlobStore } from "../core/blob-store.ts";
 import { tenantIdSchema } from "../core/ids.ts";
 
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -48,8 +50,11 @@ export async function removeTenantFunctionFiles(
   dataDir: string,
   tenantId: string,
   jobs: BundleReferences = { own: new Set(), others: new Set() },
+  blobs?: BlobStore,
 ): Promise<RemovedFiles> {
   const id = tenantIdSchema.parse(tenantId);
+  let stored = { functions: 0, bundles: 0 };
+  if (blobs !== undefined) stored = await removeStoredCode(blobs, id);
   const root = path.join(dataDir, "functions");
   const own = path.join(root, id);
   const mine = new Set([...(await bundlesOf(own)), ...[...jobs.own].filter((sha) => SHA256.test(sha))]);
@@ -66,5 +71,15 @@ export async function removeTenantFunctionFiles(
     await rm(path.join(dataDir, "bundles", sha), { force: true });
     bundles += 1;
   }
-  return { functions, bundles };
+  return { functions: Math.max(functions, stored.functions), bundles: bundles + stored.bundles };
+}
+
+/** The tenant's bundles and function versions in the blob store; its backups are kept on purpose. */
+async function removeStoredCode(blobs: BlobStore, tenantId: string): Promise<RemovedFiles> {
+  const bundles = await blobs.list(blobKeys.bundles(tenantId));
+  const functionsPrefix = blobKeys.functions(tenantId);
+  const versions = await blobs.list(functionsPrefix);
+  const names = new Set(versions.map((e) => e.key.slice(functionsPrefix.length).split("/")[0]));
+  for (const e of [...versions, ...bundles]) await blobs.delete(e.key);
+  return { functions: names.size, bundles: bundles.length };
 }

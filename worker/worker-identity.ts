@@ -4,17 +4,20 @@
 // renewing it for longer than the TTL.
 //
 // Keys (prefix = config.queuePrefix):
-//   <prefix>:worker:<id>          JSON {id, host, pid, startedAt}, expires after ttlMs unless renewed
+//   <prefix>:worker:<id>          JSON {id, host, pid, startedAt, bootId, pidNs}, expires after ttlMs unless renewed
 //   <prefix>:worker:<id>:stacks   set of `<project>/<stack>` this worker is operating on now, same TTL
 //   <prefix>:stack-owner:<project>/<stack>
-//                                 JSON {workerId, host, jobId, childPid, startedAt}: who runs the
-//                                 stack's current Pulumi operation (worker/stack-guard.ts); removed
-//                                 when it ends, left behind by a worker that died
+//                                 JSON {workerId, host, jobId, childPid, childHost, enginePids,
+//                                 startedAt}: who runs the stack's current Pulumi operation
+//                                 (worker/stack-guard.ts); removed when it ends, left behind by a
+//                                 worker that died. Its expiry is renewed on every beat, so what is
+//                                 left of it tells when its worker last beat.
 //
 // The TTL is larger than what a live worker's operation needs to stop once its worker goes
 // silent: a Pulumi child hears from its worker every few seconds and cancels its operation when
 // it stops hearing (worker/pulumi-child.ts), so by the time the key runs out the engine is gone.
 import { randomBytes } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Redis } from "ioredis";
 import type { Logger } from "../core/logger.ts";
@@ -24,11 +27,45 @@ export interface WorkerIdentity {
   readonly host: string;
   readonly pid: number;
   readonly startedAt: number;
+  /**
+   * Where `pid` means something: the kernel's boot id and the inode of the process's pid
+   * namespace. A host name does not say it (containers share one: hostNetwork pods, compose's
+   * `hostname:`), and from another pid namespace a live process looks gone. Absent where /proc
+   * is not readable: then no other worker judges this one by its pid, only by its heartbeat.
+   */
+  readonly bootId?: string;
+  readonly pidNs?: number;
 }
 
-/** A fresh identity for this process; the host may be named (tests run "two machines" on one). */
-export function newWorkerIdentity(options: { host?: string } = {}): WorkerIdentity {
-  return { id: randomBytes(8).toString("hex"), host: options.host ?? hostname(), pid: process.pid, startedAt: Date.now() };
+/** This process's boot id and pid namespace (see WorkerIdentity), or nothing where /proc does not tell. */
+export function pidSpace(): { bootId?: string; pidNs?: number } {
+  try {
+    const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    const pidNs = statSync("/proc/self/ns/pid").ino;
+    return bootId && pidNs > 0 ? { bootId, pidNs } : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Whether two identities' pids are in the same process table (same boot, same pid namespace). */
+export function samePidSpace(a: Pick<WorkerIdentity, "bootId" | "pidNs">, b: Pick<WorkerIdentity, "bootId" | "pidNs">): boolean {
+  return a.bootId !== undefined && a.pidNs !== undefined && a.bootId === b.bootId && a.pidNs === b.pidNs;
+}
+
+/** A fresh identity for this process; the host (and, in tests, the pid space) may be named: tests run "two machines" on one. */
+export function newWorkerIdentity(options: { host?: string; bootId?: string; pidNs?: number } = {}): WorkerIdentity {
+  const space = pidSpace();
+  const bootId = options.bootId ?? space.bootId;
+  const pidNs = options.pidNs ?? space.pidNs;
+  return {
+    id: randomBytes(8).toString("hex"),
+    host: options.host ?? hostname(),
+    pid: process.pid,
+    startedAt: Date.now(),
+    ...(bootId !== undefined ? { bootId } : {}),
+    ...(pidNs !== undefined ? { pidNs } : {}),
+  };
 }
 
 export const HEARTBEAT_INTERVAL_MS = 5_000;
@@ -48,7 +85,16 @@ export interface StackOwnerRecord {
   readonly host: string;
   readonly workerPid: number;
   readonly jobId: string;
+  /** The operation's Pulumi process (worker/pulumi-child.ts). */
   readonly childPid?: number;
+  /**
+   * The OS host name the operation's processes run on (what the engine writes into its lock;
+   * `host` may be a configured name), and the pids of the child's descendants (the Pulumi CLI
+   * that writes the lock) as seen while it ran: a lock is this operation's only if it names one
+   * of these pids on this host.
+   */
+  readonly childHost?: string;
+  readonly enginePids?: readonly number[];
   /** When the operation was claimed (ms since the epoch, the owner's clock). */
   readonly startedAt: number;
 }
@@ -64,8 +110,13 @@ redis.call('DEL', KEYS[2])
 local n = 0
 for i = 4, #ARGV, 3 do
   redis.call('SADD', KEYS[2], ARGV[i])
-  -- A Redis that lost its data (restart without persistence) gets the running operations' records back.
-  redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'NX', 'EX', tonumber(ARGV[3]))
+  -- A Redis that lost its data (restart without persistence) gets the running operations' records back;
+  -- a record still there has its expiry renewed: what is left of it says when its worker last beat.
+  if redis.call('GET', ARGV[i + 1]) == ARGV[i + 2] then
+    redis.call('EXPIRE', ARGV[i + 1], tonumber(ARGV[3]))
+  else
+    redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'NX', 'EX', tonumber(ARGV[3]))
+  end
   n = n + 1
 end
 if n > 0 then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2])) end

@@ -2,6 +2,7 @@
 // assembled from configuration. main.ts starts it; tests and the demo start it the same way.
 import type { Job } from "bullmq";
 import type { FastifyInstance } from "fastify";
+import { blobStoreFor } from "../core/blob-store.ts";
 import type { Config } from "../core/config.ts";
 import type { EngineLocation } from "../core/engine.ts";
 import type { JobData } from "../core/jobs.ts";
@@ -17,19 +18,21 @@ import { PreviewRegistry } from "./preview-registry.ts";
 import { reapIdlePreviews } from "./preview-reaper.ts";
 import { driftWindowMs, enqueueDueDriftChecks, runDueOrphanAudit } from "./drift-scheduler.ts";
 import { auditAndRecord } from "./orphans/audit.ts";
-import { readOrphanCounts } from "./orphans/last-audit.ts";
+import { startOrphanAuditWorker } from "./orphans/audit-worker.ts";
+import { readOrphanCounts } from "../jobs/last-audit.ts";
 import type { GitOpsWriter } from "./gitops/writer.ts";
 import { createHandlers } from "./handlers/index.ts";
 import { createJobWorker, type ExtraJobKinds, type JobWorker } from "./job-worker.ts";
 import type { StackRunner } from "./pulumi-runner.ts";
 import { CleanupScheduler } from "./cleanup-scheduler.ts";
 import { observedRunner } from "./observed-runner.ts";
-import { DeadLetters } from "./dead-letters.ts";
-import { cancelKey } from "./job-control.ts";
-import { JobQueue, stackFor } from "./queue.ts";
+import { DeadLetters } from "../jobs/dead-letters.ts";
+import { sweepJobLogArchives } from "../jobs/job-log-archive.ts";
+import { cancelKey } from "../jobs/job-control.ts";
+import { JobQueue, stackFor } from "../jobs/queue.ts";
 import { createRunner, policyPacksFor } from "./runner-factory.ts";
 import type { HealthCheck } from "./health-check.ts";
-import { StackLanes } from "./stack-lanes.ts";
+import { StackLanes } from "../jobs/stack-lanes.ts";
 import { RedisStackGuard } from "./stack-guard.ts";
 import { lockStoreFor } from "./stack-locks.ts";
 import { newWorkerIdentity, WorkerPresence, type PresenceOptions } from "./worker-identity.ts";
@@ -94,7 +97,7 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
     logger,
   });
   await presence.start();
-  const guard = new RedisStackGuard(commands, presence, lockStoreFor(config.pulumiBackendUrl));
+  const guard = new RedisStackGuard(commands, presence, lockStoreFor(config.pulumiBackendUrl, { logger }));
   const runner = observedRunner(createRunner(config, deps.engine, { guard }), deps.metrics);
   const writer = deps.writer ?? (await createGitOpsWriter(config, { logger }));
   const previews = new PreviewRegistry(commands, config.queuePrefix);
@@ -107,6 +110,8 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
   const tenants = new TenantIndex(commands, config.queuePrefix);
   const cleanups = new CleanupScheduler(commands, config.queuePrefix);
   const scheduleQueue = new JobQueue({ connection: commands, prefix: config.queuePrefix, scrubber: deps.scrubber });
+  // Ended rollback windows: BullMQ delayed timers; one worker of the installation takes each when due.
+  await cleanups.start(scheduleQueue, logger);
   const handlers = createHandlers({
     cleanups,
     previews,
@@ -141,12 +146,31 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
     laneLeaseMs: config.jobLockMs,
     cancelRequested: async (jobId) => (await commands.get(cancelKey(config.queuePrefix, jobId))) === "1",
     deadLetters: new DeadLetters(commands, config.queuePrefix),
+    logArchive: blobStoreFor(config.blobStore),
   });
-  // Deferred work (rollback windows that ended) is enqueued by whichever worker sees it first.
+  // Deferred work (idle previews, drift checks, the orphan audit) is enqueued by whichever worker sees it first.
+  // The audits GET /v1/audit/orphans asks for run here, not in the edge (jobs/orphan-audit.ts).
+  const orphanAudits = startOrphanAuditWorker({
+    connection,
+    prefix: config.queuePrefix,
+    logger,
+    scrub,
+    audit: (scope) => auditAndRecord({ config, redis: commands, queue: scheduleQueue, reader: writer, engine: deps.engine }, { scope }),
+  });
   const tickMs = deps.schedulerIntervalMs ?? config.schedulerIntervalMs;
   const drift = { intervalMs: config.driftIntervalMs, repair: config.driftRepair, windowMs: driftWindowMs(config.driftIntervalMs, tickMs) };
+  // Archived job logs outlive their job's record by at most an hour: listing `jobs/` each tick would
+  // cost an S3 listing every few seconds. Every worker sweeps; deletes are idempotent.
+  let logSweepDue = 0;
+  const sweepLogArchives = async (): Promise<void> => {
+    if (Date.now() < logSweepDue) return;
+    logSweepDue = Date.now() + 60 * MINUTE;
+    const deleted = await sweepJobLogArchives(blobStoreFor(config.blobStore));
+    if (deleted > 0) logger.info({ deleted }, "expired job log archives deleted");
+  };
   const tick = async (): Promise<void> => {
-    await cleanups.enqueueDue(scheduleQueue, logger);
+    // Its own failure (the blob store away) must not hold up the scheduled work below.
+    await sweepLogArchives().catch((err: unknown) => logger.warn({ err }, "could not sweep expired job log archives"));
     await reapIdlePreviews(previews, scheduleQueue, config.previewTtlMs, logger);
     if (drift.intervalMs > 0) await enqueueDueDriftChecks(tenants, scheduleQueue, drift, logger);
     // On the drift schedule, once per installation: the orphan audit (its counts feed stackrail_orphans).
@@ -167,9 +191,12 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
     async close(graceMs: number): Promise<void> {
       clearInterval(scheduler);
       await jobWorker.close(graceMs);
+      await orphanAudits.close();
+      await cleanups.close();
       runner.close?.();
       await presence.stop();
       await scheduleQueue.close();
+      await lanes.close();
       connection.disconnect();
       commands.disconnect();
     },

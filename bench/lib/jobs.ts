@@ -1,6 +1,6 @@
 // Waiting on jobs from a benchmark: a finer poll than the test harness (20 ms, so the wait adds
 // little to a measured wall time) and a check that a job ended the way the benchmark needs.
-import type { JobQueue, JobView } from "../../worker/queue.ts";
+import type { JobQueue, JobView } from "../../jobs/queue.ts";
 
 const FINAL = new Set(["succeeded", "failed", "superseded", "cancelled"]);
 

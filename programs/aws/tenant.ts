@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { previewKey } from "../../core/ids.ts";
 import { REGION_PROJECT, previewNamespace, tenantNamespace, workloadObjects, type WorkloadObjects } from "../../core/tenant-resources.ts";
 import { MAX_CONNECTIONS, cacheRules, privilegesFor, stackOwner, tenantDatabase } from "../logical.ts";
-import { logicalNames, type LogicalNames } from "../naming.ts";
+import { logicalNames, type LogicalNames } from "../../core/naming.ts";
 import { GeneratedPassword } from "../local/resources.ts";
 import { previewLabels, type PreviewArgs } from "../preview.ts";
 import type { TenantArgs } from "../tenant.ts";

@@ -5,7 +5,7 @@
 // the admin connection) names this stack as its owner; deleting what is gone succeeds.
 import { createHash } from "node:crypto";
 import mysql from "mysql2/promise";
-import { ALLOWED_PRIVILEGES, SQL_NAME_PATTERN } from "../naming.ts";
+import { ALLOWED_PRIVILEGES, SQL_NAME_PATTERN } from "../../core/naming.ts";
 import { CHANGED_OUTSIDE, diffProps, gone, notRecordedError, num, ownedByOtherError, ownerOf, str, strings, type Handler, type Props } from "./handler.ts";
 
 const HOST_PATTERN = /^(%|localhost|[0-9a-fA-F.:%]+|[a-z0-9.-]+)$/;

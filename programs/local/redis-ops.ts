@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { TENANT_CACHE_DENIALS } from "../cache-acl.ts";
-import { REDIS_USER_PATTERN } from "../naming.ts";
+import { REDIS_USER_PATTERN } from "../../core/naming.ts";
 import { CHANGED_OUTSIDE, diffProps, gone, notRecordedError, ownedByOtherError, ownerOf, str, strings, type Handler, type Props } from "./handler.ts";
 
 /** ACL rules a tenant rule list may contain: categories, single commands, nothing about keys or passwords. */

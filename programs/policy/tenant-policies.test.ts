@@ -4,7 +4,7 @@
 import type { ResourceValidationArgs } from "@pulumi/policy";
 import { describe, expect, it } from "vitest";
 import { cacheRules, privilegesFor } from "../logical.ts";
-import { logicalNames } from "../naming.ts";
+import { logicalNames } from "../../core/naming.ts";
 import {
   DIRECTORY_TYPE,
   MYSQL_DATABASE_TYPE,

@@ -6,7 +6,7 @@
 import path from "node:path";
 import type { ReportViolation, ResourceValidationArgs, ResourceValidationPolicy } from "@pulumi/policy";
 import { TENANT_CACHE_DENIALS } from "../cache-acl.ts";
-import { ALLOWED_PRIVILEGES, SQL_NAME_PATTERN, logicalNames, type LogicalNames } from "../naming.ts";
+import { ALLOWED_PRIVILEGES, SQL_NAME_PATTERN, logicalNames, type LogicalNames } from "../../core/naming.ts";
 import { POLICY_ATTACHMENTS_ROOT_ENV } from "./location.ts";
 
 type Props = Record<string, unknown>;

@@ -53,7 +53,7 @@ afterAll(async () => {
 
 describe("finding 12: the data dir is private (0700 directories, 0600 files)", () => {
   it("after a provision and a function upload, nothing is open to group or others", () => {
-    expect(subdirs()).toEqual(expect.arrayContaining(["state", "workspaces", "pulumi-home", "gitops.git", "bundles", "functions", "backups"]));
+    expect(subdirs()).toEqual(expect.arrayContaining(["state", "workspaces", "pulumi-home", "gitops.git", "blobs", "functions", "backups"]));
     expect(openEntries(dataDir)).toEqual([]);
   });
 
@@ -62,7 +62,7 @@ describe("finding 12: the data dir is private (0700 directories, 0600 files)", (
     expect(d.status).toBe(202);
     const done = await h.waitForJob(d.body.jobId);
     expect(done.state).toBe("succeeded");
-    expect(readdirSync(path.join(dataDir, "backups", tenant)).length).toBeGreaterThan(0);
+    expect(readdirSync(path.join(dataDir, "blobs", "tenants", tenant, "backups")).length).toBeGreaterThan(0);
     expect(openEntries(dataDir)).toEqual([]);
   });
 });

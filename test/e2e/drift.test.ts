@@ -1,15 +1,16 @@
 // Drift end to end: a tenant is provisioned, then changed behind Pulumi's back (grants revoked, the
-// cache ACL user deleted, the database user dropped). A drift check reports it in the job record and
-// the metric; a protected tenant's drift is reported and left alone; with repair the real world is
-// put back. A restart with a short drift interval shows the scheduler enqueueing checks by itself,
-// with the staggered, deterministic job ids.
+// cache ACL user deleted, the database user dropped). A drift check reports it in the job record (the
+// stack and what drifted) and counts it in the metric by tier and region, never by stack; a protected
+// tenant's drift is reported and left alone; with repair the real world is put back. A restart with
+// a short drift interval shows the scheduler enqueueing checks by itself, with the staggered,
+// deterministic job ids.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { JobQueue, type JobView } from "../../worker/queue.ts";
+import { JobQueue, type JobView } from "../../jobs/queue.ts";
 import { driftJobId, driftSlot } from "../../worker/drift-scheduler.ts";
 import { TenantIndex } from "../../core/tenant-index.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
@@ -86,13 +87,19 @@ async function aclUser(): Promise<unknown[] | null> {
   return (await redis.call("ACL", "GETUSER", cacheUser)) as unknown[] | null;
 }
 
+/**
+ * stackrail_drift_found_total for this tenant's tier and region. Its labels are bounded (stack kind,
+ * tier, region): the stack is in the job's result, never a label, so no series exists per tenant.
+ */
 async function driftMetric(): Promise<number> {
   let text = "";
   for (let attempt = 0; attempt < 5 && !text.includes("stackrail_drift_found_total"); attempt++) {
     const res = await fetch(`${h.service.url ?? ""}/metrics`, { headers: { authorization: `Bearer ${h.token}` } });
     text = res.ok ? await res.text() : "";
   }
-  const line = text.split("\n").find((l) => l.startsWith("stackrail_drift_found_total") && l.includes(`stack="${stack}"`));
+  const series = text.split("\n").filter((l) => l.startsWith("stackrail_drift_found_total"));
+  for (const l of series) expect(l).not.toMatch(new RegExp(`stack=|tenant=|${id}`));
+  const line = series.find((l) => l.includes('kind="tenant"') && l.includes('tier="pool"') && l.includes('region="eu-west-1"'));
   return line ? Number(line.split(" ").pop()) : 0;
 }
 
@@ -135,7 +142,7 @@ afterAll(async () => {
 describe("drift detection", () => {
   it("reports no drift for a tenant nobody touched", async () => {
     const { result } = await driftCheck(false);
-    expect(result).toMatchObject({ stack, drift: false, changes: { update: 0, delete: 0 }, resources: [], repaired: false });
+    expect(result).toMatchObject({ stack, tier: "pool", region: "eu-west-1", drift: false, changes: { update: 0, delete: 0 }, resources: [], repaired: false });
     expect(await driftMetric()).toBe(0);
   });
 
@@ -144,6 +151,8 @@ describe("drift detection", () => {
     await redis.call("ACL", "DELUSER", cacheUser);
 
     const { result, job } = await driftCheck(false);
+    // The record says which stack drifted and how; the metric only counts it by tier and region.
+    expect(result).toMatchObject({ stack, tier: "pool", region: "eu-west-1" });
     expect(result.drift).toBe(true);
     expect(result.repaired).toBe(false);
     expect(result.changes).toEqual({ update: 1, delete: 1 });

@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { blobStoreFor } from "../../core/blob-store.ts";
+import { JOB_LOG_ARCHIVED_TTL_SECONDS, jobLogArchiveKey } from "../../jobs/job-log-archive.ts";
 import { dropTenantLeftovers } from "../support/cleanup.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 import { TEST_REDIS_URL } from "../support/services.ts";
@@ -103,10 +105,14 @@ describe("GET /v1/jobs/:id/logs", () => {
       const stored = entries.map(([, fields]) => fields.join("\n")).join("\n");
       expect(stored).toContain("Outputs:");
       expect(stored.includes(CANARY)).toBe(false);
-      // Kept as long as the job's record: seven days after its last line.
+      // Archived to the blob store once the job ended (the text the API answers), the stream then
+      // expiring within the hour instead of living as long as the job's record.
       const ttl = await redis.ttl(`${h.config.queuePrefix}:joblog:${jobId}`);
-      expect(ttl).toBeGreaterThan(7 * 24 * 3600 - 120);
-      expect(ttl).toBeLessThanOrEqual(7 * 24 * 3600);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(JOB_LOG_ARCHIVED_TTL_SECONDS);
+      const archived = (await blobStoreFor(h.config.blobStore).get(jobLogArchiveKey(jobId)))?.toString("utf8");
+      expect(archived).toBe(followed);
+      expect(archived?.includes(CANARY)).toBe(false);
     } finally {
       redis.disconnect();
     }

@@ -17,9 +17,9 @@ import { REPAIR_OFF_REASON } from "../../worker/handlers/tenant-drift.ts";
 import { createGitOpsWriter } from "../../worker/gitops/writer-factory.ts";
 import { renderTenantFiles } from "../../worker/gitops/manifests.ts";
 import { gitopsSettings } from "../../worker/handlers/tenant-support.ts";
-import type { OrphanFinding, OrphanReport } from "../../worker/orphans/types.ts";
+import type { OrphanFinding, OrphanReport } from "../../jobs/orphan-report.ts";
 import { repairOrphan } from "../../worker/orphans/repair.ts";
-import { JobQueue, type JobView } from "../../worker/queue.ts";
+import { JobQueue, type JobView } from "../../jobs/queue.ts";
 import { dropTenantLeftovers } from "../support/cleanup.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 import { TEST_MYSQL_URL, TEST_REDIS_URL } from "../support/services.ts";
@@ -61,7 +61,8 @@ async function waitFor(jobId: string, timeoutMs = 170_000): Promise<JobView> {
 }
 
 async function audit(scope: "server" | "installation"): Promise<OrphanReport> {
-  const res = await h.request("GET", `/v1/audit/orphans?scope=${scope}`);
+  // fresh=1: this test changes things between audits; a report of the last 30 s would not show them.
+  const res = await h.request("GET", `/v1/audit/orphans?scope=${scope}&fresh=1`);
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   return res.body as OrphanReport;
 }

@@ -4,7 +4,7 @@
 // error and the queue is exactly as it was.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JOBS_QUEUE } from "../../core/jobs.ts";
-import type { JobQueue } from "../../worker/queue.ts";
+import type { JobQueue } from "../../jobs/queue.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
 let h: Harness;

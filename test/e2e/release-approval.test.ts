@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProgramError } from "../../core/errors.ts";
 import { GitHubDouble } from "../github-double/server.ts";
 import type { HealthCheck } from "../../worker/health-check.ts";
-import type { JobView } from "../../worker/queue.ts";
+import type { JobView } from "../../jobs/queue.ts";
 import { dropTenantLeftovers } from "../support/cleanup.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 import { enqueueStackOperation, stackOperationJob, stackOperationKinds } from "../support/stack-operation.ts";

@@ -7,7 +7,7 @@ import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProgramError } from "../../core/errors.ts";
 import type { HealthCheck } from "../../worker/health-check.ts";
-import type { JobView } from "../../worker/queue.ts";
+import type { JobView } from "../../jobs/queue.ts";
 import { dropTenantLeftovers } from "../support/cleanup.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 

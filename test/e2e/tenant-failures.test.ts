@@ -11,7 +11,7 @@ import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManifestInvalidError } from "../../core/errors.ts";
-import { logicalNames } from "../../programs/naming.ts";
+import { logicalNames } from "../../core/naming.ts";
 import { LocalGitWriter } from "../../worker/gitops/local-git-writer.ts";
 import type { GitOpsChange, GitOpsWriter } from "../../worker/gitops/writer.ts";
 import { dropTenantLeftovers } from "../support/cleanup.ts";
@@ -146,16 +146,20 @@ describe("finding 7: deprovision removes the tenant's files", () => {
     const sharedSha = await put(ids.a, "hook", shared);
     const ownSha = await put(ids.a, "report", own);
     expect(await put(ids.b, "hook", shared)).toBe(sharedSha);
-    const bundles = path.join(dataDir, "bundles");
-    expect(readdirSync(bundles)).toEqual(expect.arrayContaining([sharedSha, ownSha]));
+    // Bundles are kept per tenant in the blob store (issue 14): the same bytes are stored once per tenant.
+    const bundles = (id: string): string => path.join(dataDir, "blobs", "tenants", id, "bundles");
+    expect(readdirSync(bundles(ids.a))).toEqual(expect.arrayContaining([sharedSha, ownSha]));
+    expect(readdirSync(bundles(ids.b))).toEqual([sharedSha]);
 
     const del = await h.request("DELETE", `/v1/tenants/${ids.a}`);
     const job = await h.waitForJob(del.body.jobId);
     expect(job.state, String(job.error)).toBe("succeeded");
     expect(existsSync(path.join(dataDir, "functions", ids.a))).toBe(false);
-    expect(existsSync(path.join(bundles, ownSha))).toBe(false);
-    // Tenant B still has its version of the shared bundle, and the stored bundle stays for it.
-    expect(existsSync(path.join(bundles, sharedSha))).toBe(true);
+    expect(existsSync(path.join(bundles(ids.a), ownSha))).toBe(false);
+    expect(existsSync(path.join(bundles(ids.a), sharedSha))).toBe(false);
+    expect(existsSync(path.join(dataDir, "blobs", "tenants", ids.a, "functions"))).toBe(false);
+    // Tenant B still has its version of the same bytes, and its own stored bundle stays.
+    expect(existsSync(path.join(bundles(ids.b), sharedSha))).toBe(true);
     expect(existsSync(path.join(dataDir, "functions", ids.b, "hook", "v1", "bundle.zip"))).toBe(true);
     const order = ["final backup", "function files removed", "stack destroy"].map((s) => job.progress.findIndex((l) => l.includes(s)));
     expect(order.every((i) => i >= 0)).toBe(true);

@@ -74,7 +74,7 @@ describe("tenant lifecycle", () => {
     expect(job.state, JSON.stringify(job.error)).toBe("succeeded");
     expect(h.gitShow(`tenants/${id}/tenant.yaml`)).toBeNull();
     expect(await exists(dbName)).toBe(false);
-    const backups = path.join(h.dataDir, "backups", id);
+    const backups = path.join(h.dataDir, "blobs", "tenants", id, "backups");
     expect(existsSync(backups) && readdirSync(backups).some((f) => f.endsWith(".sql.gz"))).toBe(true);
     const redis = new Redis(TEST_REDIS_URL);
     const users = (await redis.call("ACL", "USERS")) as string[];

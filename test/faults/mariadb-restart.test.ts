@@ -3,7 +3,7 @@
 // on the shared server: the job survives the outage (a database restart is transient), and the
 // tenant ends with its database, its user and exactly its grants.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { logicalNames } from "../../programs/naming.ts";
+import { logicalNames } from "../../core/naming.ts";
 import { expectCleanCase } from "../support/fault-expect.ts";
 import { startFaultInstallation, type FaultInstallation } from "../support/fault-installation.ts";
 import { ensureWorkers, progressStep } from "../support/fault-steps.ts";

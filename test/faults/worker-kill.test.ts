@@ -4,7 +4,7 @@
 // says, one commit per job at most, no lock left, and an orphan audit that finds nothing.
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { logicalNames } from "../../programs/naming.ts";
+import { logicalNames } from "../../core/naming.ts";
 import { expectCleanCase } from "../support/fault-expect.ts";
 import { startFaultInstallation, type FaultInstallation } from "../support/fault-installation.ts";
 import { afterOperationStep, ensureWorkers, killAtStep, progressStep, pushStep, type StepPoint } from "../support/fault-steps.ts";

@@ -5,7 +5,7 @@ import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
 import { OWNER_REGISTRY } from "../../programs/local/mysql-ops.ts";
 import { ACL_OWNERS_KEY } from "../../programs/local/redis-ops.ts";
-import { logicalNames, type Scope } from "../../programs/naming.ts";
+import { logicalNames, type Scope } from "../../core/naming.ts";
 import { TEST_MYSQL_URL, TEST_REDIS_URL } from "./services.ts";
 
 async function deleteMatching(redis: Redis, pattern: string): Promise<number> {

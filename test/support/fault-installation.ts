@@ -12,7 +12,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:f
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { JobView } from "../../worker/queue.ts";
+import type { JobView } from "../../jobs/queue.ts";
 import { dropLocalLeftovers, dropTenantLeftovers } from "./cleanup.ts";
 import { createGitOpsRemote, readCommits, type GitOpsCommit, type GitOpsRemote } from "./gitops-remote.ts";
 import { startHarness, type Harness } from "./harness.ts";
@@ -182,7 +182,15 @@ export async function startFaultInstallation(options: FaultInstallationOptions):
     ...FAST_TAKEOVER_ENV,
     ...options.env,
   };
-  const harness = await startHarness({ role: "api", env, ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
+  let harness: Harness;
+  try {
+    harness = await startHarness({ role: "api", env, ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
+  } catch (err) {
+    // The file's afterAll has no installation to close: what was started so far goes now.
+    await redis.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   // The marker tells this installation's processes (and whatever they start) from everyone else's.
   const marker = `STACKRAIL_FAULTS_INSTALLATION=${tag}`;
   const workerEnv: Record<string, string> = { ...harness.env, LOG_LEVEL: "info", STACKRAIL_FAULTS_INSTALLATION: tag };
@@ -237,7 +245,7 @@ export async function startFaultInstallation(options: FaultInstallationOptions):
 
   const audit: FaultInstallation["audit"] = async () => {
     // The shared servers hold other tests' objects too: the audit is asked about this installation's only.
-    const res = await harness.request("GET", "/v1/audit/orphans?scope=installation");
+    const res = await harness.request("GET", "/v1/audit/orphans?scope=installation&fresh=1");
     const body = res.body as { findings?: unknown } | null;
     return { status: res.status, findings: Array.isArray(body?.findings) ? (body.findings as unknown[]) : [] };
   };

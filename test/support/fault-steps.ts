@@ -2,7 +2,7 @@
 // lines through GET /v1/jobs/:id, or made exact by holding the GitOps push in a hook (before or
 // after the branch moves) or by pausing the queue's Redis writes (the handler then stops at its
 // next awaited write, e.g. the record after the stack operation).
-import type { JobView } from "../../worker/queue.ts";
+import type { JobView } from "../../jobs/queue.ts";
 import type { FaultInstallation } from "./fault-installation.ts";
 import { FINAL_STATES } from "./fault-installation.ts";
 import { waitUntil } from "./private-services.ts";

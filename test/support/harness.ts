@@ -10,7 +10,7 @@ import { Redis } from "ioredis";
 import type { DestinationStream } from "pino";
 import { loadConfig, type Config } from "../../core/config.ts";
 import { createLogger, type Logger } from "../../core/logger.ts";
-import type { JobView } from "../../worker/queue.ts";
+import type { JobView } from "../../jobs/queue.ts";
 import { startService, type Service, type ServiceOptions } from "../../service.ts";
 import type { GitOpsWriter } from "../../worker/gitops/writer.ts";
 import { TEST_REDIS_URL, localServiceEnv, uniqueName } from "./services.ts";

@@ -10,7 +10,7 @@ import { triggerSchema } from "../../core/jobs.ts";
 import { PROJECT_NAME } from "../../worker/handlers/tenant-support.ts";
 import { extraJobKind, type ExtraJobKind, type ExtraJobKinds, type StepContext } from "../../worker/job-worker.ts";
 import type { StackRunner } from "../../worker/pulumi-runner.ts";
-import { JOB_OPTIONS, type JobQueue } from "../../worker/queue.ts";
+import { JOB_OPTIONS, type JobQueue } from "../../jobs/queue.ts";
 
 export const STACK_OPERATION = "test.stack-operation";
 

@@ -9,7 +9,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { parseAllDocuments } from "yaml";
 import { ManifestInvalidError } from "../../core/errors.ts";
 import { CRD_DIR, METADATA_KEY, TENANT_KEY, isObject, loadSchemas, type JsonObject } from "./crd-schemas.ts";
-import { isLayoutPath } from "./paths.ts";
+import { isLayoutPath } from "../../core/gitops-paths.ts";
 import { AJV_OPTIONS, PRECOMPILED_DIR, loadPrecompiled, type Precompiled } from "./precompiled-validators.ts";
 
 export { CRD_DIR } from "./crd-schemas.ts";

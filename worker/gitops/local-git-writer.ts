@@ -59,6 +59,10 @@ function assertPrefix(prefix: string): string {
 
 /** Git holds a ref lock for milliseconds; a lock this old was left by a killed git. */
 const STALE_REF_LOCK_MS = 10_000;
+/** How long a commit keeps trying while the remote refuses pushes, before its job's attempt fails (transient). */
+const REFUSED_PATIENCE_MS = 3 * 60_000;
+/** The longest wait between two pushes to a refusing remote. */
+const REFUSED_MAX_DELAY_MS = 15_000;
 
 function lockFilesUnder(dir: string): string[] {
   let entries: Dirent[];
@@ -282,6 +286,8 @@ export class LocalGitWriter implements GitOpsWriter {
   }
 
   async #commitRemote(change: GitOpsChange): Promise<GitOpsCommitResult> {
+    let refusedSince: number | null = null;
+    let refusals = 0;
     for (let attempt = 0; attempt < this.#maxTries; attempt++) {
       await this.#fetch();
       const old = await this.#head();
@@ -302,8 +308,25 @@ export class LocalGitWriter implements GitOpsWriter {
         this.#logger?.info({ jobId: change.jobId, sha: built.commit, changed: built.changed }, "gitops commit pushed");
         return { sha: built.commit, changed: built.changed };
       }
-      if (!/rejected|non-fast-forward|fetch first|failed to update ref|stale info/i.test(res.stdout + res.stderr)) {
-        throw new TransientError(`pushing to the GitOps repository failed: ${new GitCommandError(["push"], res.code, res.stderr + res.stdout).message}`);
+      const said = res.stdout + res.stderr;
+      // `[remote rejected]`: the remote itself declined (a hook, a protected branch, an outage), not
+      // a race. Retrying at once cannot help, and twelve quick tries gave up within seconds of an
+      // outage: wait with a growing delay (bounded), saying so on the job, up to REFUSED_PATIENCE_MS.
+      if (/\[remote rejected\]/.test(said)) {
+        refusedSince ??= Date.now();
+        const why = /\[remote rejected\]\s*\(([^)\n]{1,200})\)/.exec(said)?.[1] ?? "remote rejected";
+        if (Date.now() - refusedSince >= REFUSED_PATIENCE_MS) {
+          throw new TransientError(`the GitOps remote refused every push for ${Math.round(REFUSED_PATIENCE_MS / 1000)} s (${why})`);
+        }
+        const delayMs = Math.min(REFUSED_MAX_DELAY_MS, 1000 * 2 ** refusals++);
+        change.onWait?.(`waiting: the GitOps remote refused the push (${why}); trying again in ${Math.ceil(delayMs / 1000)}s`);
+        this.#logger?.warn({ jobId: change.jobId, why, refusals }, "the GitOps remote refused a push; trying again");
+        await sleep(delayMs);
+        attempt--; // a refusal is not a lost race: it spends none of the race tries
+        continue;
+      }
+      if (!/rejected|non-fast-forward|fetch first|failed to update ref|stale info/i.test(said)) {
+        throw new TransientError(`pushing to the GitOps repository failed: ${new GitCommandError(["push"], res.code, said).message}`);
       }
       await sleep(raceBackoff(attempt));
     }

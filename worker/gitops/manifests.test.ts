@@ -5,7 +5,7 @@ import { parse } from "yaml";
 import { ManifestInvalidError, ValidationError } from "../../core/errors.ts";
 import { CRD_DIR, CrdValidator, defaultCrdValidator } from "./crd-validator.ts";
 import { renderPreviewFiles, renderRegionFiles, renderTenantFiles, tenantDeletion, type InfraOutputs } from "./manifests.ts";
-import { assertLayoutPath, isLayoutPath, previewPath, regionPath, tenantPath } from "./paths.ts";
+import { assertLayoutPath, isLayoutPath, previewPath, regionPath, tenantPath } from "../../core/gitops-paths.ts";
 import { CANARY, INFRA, SETTINGS, TENANT } from "./fixtures.test-support.ts";
 
 describe("CRD copy", () => {

@@ -7,7 +7,7 @@ import { ManifestInvalidError } from "../../core/errors.ts";
 import { publicUrl } from "../../core/urls.ts";
 import type { Region, TenantId, Tier } from "../../core/ids.ts";
 import { previewNamespace as namespaceOfPreview, tenantNamespace } from "../../core/tenant-resources.ts";
-import { previewDir, previewPath, regionPath, tenantPath } from "./paths.ts";
+import { previewDir, previewPath, regionPath, tenantPath } from "../../core/gitops-paths.ts";
 
 export { tenantNamespace };
 

@@ -4,7 +4,7 @@
 import { ManifestInvalidError, ValidationError } from "../../core/errors.ts";
 import type { Trigger } from "../../core/jobs.ts";
 import type { CrdValidator } from "./crd-validator.ts";
-import { assertLayoutPath } from "./paths.ts";
+import { assertLayoutPath } from "../../core/gitops-paths.ts";
 
 export interface GitOpsChange {
   jobId: string;
@@ -13,6 +13,8 @@ export interface GitOpsChange {
   files: Record<string, string | null>;
   /** Stable name of what the change is about (`tenant-acme`, `preview-app-pr-3`): the PR branch in pull-request mode. */
   subject?: string;
+  /** Told (one line for the job's progress) when the commit waits: e.g. the remote refuses pushes for now. */
+  onWait?: (line: string) => void;
 }
 
 export interface GitOpsCommitResult {

@@ -33,7 +33,7 @@ import type { RepoRef } from "../../core/jobs.ts";
 import type { SecretScrubber } from "../../core/logger.ts";
 import { commentRefusalHandler, previewDestroyHandler, previewUpHandler } from "./preview.ts";
 import { RegionIndex } from "../../core/regions.ts";
-import { JobQueue } from "../queue.ts";
+import { JobQueue } from "../../jobs/queue.ts";
 import { regionGate, regionProvisionHandler } from "./region-provision.ts";
 
 export interface HandlerDeps {

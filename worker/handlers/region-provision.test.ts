@@ -15,7 +15,7 @@ import { RegionIndex } from "../../core/regions.ts";
 import { deleteRedisPrefix } from "../../test/support/cleanup.ts";
 import { TEST_REDIS_URL, localServiceEnv, uniqueName } from "../../test/support/services.ts";
 import { TenantIndex } from "../../core/tenant-index.ts";
-import { JobQueue } from "../queue.ts";
+import { JobQueue } from "../../jobs/queue.ts";
 import { policyPacksFor } from "../runner-factory.ts";
 import { MemoryWriter, RecordingRunner, jobContext } from "./handler-doubles.test-support.ts";
 import { regionGate, regionProvisionHandler } from "./region-provision.ts";

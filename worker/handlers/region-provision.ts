@@ -20,7 +20,7 @@ import { commitMessage, type GitOpsWriter } from "../gitops/writer.ts";
 import type { JobHandler, StepContext } from "../job-worker.ts";
 import type { OperationSummary } from "../pulumi-protocol.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
-import type { JobQueue } from "../queue.ts";
+import type { JobQueue } from "../../jobs/queue.ts";
 import { failureSummary, publicOutputs, regionFiles } from "./tenant-support.ts";
 
 export interface RegionHandlerDeps {

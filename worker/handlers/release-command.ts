@@ -10,8 +10,8 @@ import type { RepoRef } from "../../core/jobs.ts";
 import type { Feedback } from "../github/feedback.ts";
 import type { GitHubClient } from "../github/octokit.ts";
 import type { JobHandler } from "../job-worker.ts";
-import { RELEASES_LANE, type JobQueue } from "../queue.ts";
-import { approveWaiting, awaitingWave, rejectWaiting } from "../release-approval.ts";
+import { RELEASES_LANE, type JobQueue } from "../../jobs/queue.ts";
+import { approveWaiting, awaitingWave, rejectWaiting } from "../../jobs/release-approval.ts";
 
 /** The GitHub calls the command needs. */
 export type CommandGitHub = Pick<GitHubClient, "rest">;

@@ -8,10 +8,10 @@
 // the repository agree whatever happens (issue 13 §4). The next wave starts only when every
 // tenant of this one passed; STACKRAIL_WAVE_MAX_FAILURES failed tenants stop the wave's new steps.
 //
-// Before anything is applied the rollout computes its plan (worker/release-plan.ts): the tenants
+// Before anything is applied the rollout computes its plan (jobs/release-plan.ts): the tenants
 // of every wave, version from → to, the Argo CD manifest diff and each tenant stack's Pulumi diff
 // (a `plan` step per tenant, fanned out through the tenants' lanes like the apply). Waves named in
-// STACKRAIL_APPROVAL_WAVES wait, visibly, until approved (worker/release-approval.ts); their steps
+// STACKRAIL_APPROVAL_WAVES wait, visibly, until approved (jobs/release-approval.ts); their steps
 // apply only the approved diff, and a wave whose diff changed asks again. After a wave's commit
 // its health gate (worker/health/wave-gate.ts) looks at the applications at that commit; a failed
 // gate stops the release with the wave's tenants at the version in Git and in the API alike (they
@@ -27,9 +27,9 @@ import { CancelledError, ProgramError, RolloutPausedError, StackrailError, fateO
 import { tenantStackName } from "../../core/ids.ts";
 import type { TenantRecord } from "../../core/tenant-index.ts";
 import { renderTenantFiles } from "../gitops/manifests.ts";
-import { tenantPath } from "../gitops/paths.ts";
+import { tenantPath } from "../../core/gitops-paths.ts";
 import { commitMessage } from "../gitops/writer.ts";
-import { cancelKey } from "../job-control.ts";
+import { cancelKey } from "../../jobs/job-control.ts";
 import type { JobContext, JobHandler } from "../job-worker.ts";
 import {
   ROLLOUT_KEY_TTL_SECONDS,
@@ -43,10 +43,10 @@ import {
   rolloutPauseKey,
   rolloutWavesKey,
   waveTodoKey,
-} from "../rollout-control.ts";
+} from "../../jobs/rollout-control.ts";
 import { noReleaseReporter, waveEnvironment, type PlanReport, type ReleaseReporter, type ReleaseSource, type WaveReport } from "../github/release-report.ts";
 import type { WaveGateReport, WaveHealthGate } from "../health/wave-gate.ts";
-import { approvalsOf, clearAwaiting, markAwaiting, rejectionOf, awaitingWave } from "../release-approval.ts";
+import { approvalsOf, clearAwaiting, markAwaiting, rejectionOf, awaitingWave } from "../../jobs/release-approval.ts";
 import {
   loadPlan,
   planChange,
@@ -57,14 +57,14 @@ import {
   type PlannedWave,
   type ReleasePlan,
   type TenantInfraPlan,
-} from "../release-plan.ts";
+} from "../../jobs/release-plan.ts";
 import type { ResourceDiff } from "../pulumi-protocol.ts";
 import { fileVersion, startStep, tenantFileDigest, type StepData, type StepQueue, type StepResult } from "./release-tenant-step.ts";
 import type { TenantHandlerDeps } from "./tenant-provision.ts";
 import { gitopsSettings, infraFromOutputs } from "./tenant-support.ts";
 export type { WaveHealthGate } from "../health/wave-gate.ts";
 
-export { rolloutPauseKey } from "../rollout-control.ts";
+export { rolloutPauseKey } from "../../jobs/rollout-control.ts";
 
 export interface RolloutDeps extends TenantHandlerDeps {
   readonly redis: Redis;

@@ -16,13 +16,13 @@ import { parse } from "yaml";
 import { CancelledError, fateOf } from "../../core/errors.ts";
 import { tenantStackName, type Tier } from "../../core/ids.ts";
 import type { JobData } from "../../core/jobs.ts";
-import { tenantPath } from "../gitops/paths.ts";
-import { cancelKey } from "../job-control.ts";
+import { tenantPath } from "../../core/gitops-paths.ts";
+import { cancelKey } from "../../jobs/job-control.ts";
 import type { JobHandler, StepContext } from "../job-worker.ts";
-import { JOB_OPTIONS, type JobQueue } from "../queue.ts";
-import { ROLLOUT_KEY_TTL_SECONDS, rolloutPauseKey, stepJobId, waveFailuresKey, waveTodoKey } from "../rollout-control.ts";
+import { JOB_OPTIONS, type JobQueue } from "../../jobs/queue.ts";
+import { ROLLOUT_KEY_TTL_SECONDS, rolloutPauseKey, stepJobId, waveFailuresKey, waveTodoKey } from "../../jobs/rollout-control.ts";
 import type { ResourceDiff } from "../pulumi-protocol.ts";
-import { planDigest, type TenantInfraPlan } from "../release-plan.ts";
+import { planDigest, type TenantInfraPlan } from "../../jobs/release-plan.ts";
 import type { TenantHandlerDeps } from "./tenant-provision.ts";
 import { publicOutputs, runTenantStack } from "./tenant-support.ts";
 

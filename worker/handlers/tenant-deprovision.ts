@@ -6,9 +6,9 @@
 // The guards are checked here, not only at the API: a job put into the queue any other way meets
 // the same refusals. A tenant whose provision failed (`failed`) is cleaned up the same way. A
 // deprovision that fails after its guards keeps the record, `failed`, so DELETE can try again.
-import path from "node:path";
+import { blobStoreFor } from "../../core/blob-store.ts";
 import { DeletionRefusedError, NotFoundError, fateOf } from "../../core/errors.ts";
-import { logicalNames } from "../../programs/naming.ts";
+import { logicalNames } from "../../core/naming.ts";
 import { databaseExists, dumpDatabase } from "../database-backup.ts";
 import type { DeletionBreaker } from "../deletion-breaker.ts";
 import { tenantDeletion } from "../gitops/manifests.ts";
@@ -24,6 +24,7 @@ export interface DeprovisionDeps extends TenantHandlerDeps {
 }
 
 export function tenantDeprovisionHandler(deps: DeprovisionDeps): JobHandler<"tenant.deprovision"> {
+  const blobs = deps.blobs ?? blobStoreFor(deps.config.blobStore);
   return async (ctx) => {
     const { tenantId, trigger } = ctx.data;
     const stack = `tenant-${tenantId}`;
@@ -49,6 +50,7 @@ export function tenantDeprovisionHandler(deps: DeprovisionDeps): JobHandler<"ten
       await ctx.progress("removing the tenant's manifests (Argo CD prunes the app)");
       const commit = await deps.writer.commit({
         jobId: ctx.jobId,
+        onWait: (line) => void ctx.progress(line),
         message: tenantCommitMessage(ctx, "deprovision", tenantId, trigger),
         files: tenantDeletion(tenantId),
         subject: stack,
@@ -62,18 +64,13 @@ export function tenantDeprovisionHandler(deps: DeprovisionDeps): JobHandler<"ten
         if (!(await databaseExists(deps.config.localMysqlUrl, names.database))) {
           await ctx.progress(`no database ${names.database} to back up (already gone)`);
         } else {
-          const b = await dumpDatabase({
-            mysqlUrl: deps.config.localMysqlUrl,
-            database: names.database,
-            outDir: path.join(deps.config.dataDir, "backups", tenantId),
-          });
-          backup = { file: path.relative(deps.config.dataDir, b.file), bytes: b.bytes };
-          await ctx.progress(`backup written: ${backup.file} (${b.bytes} bytes)`);
+          backup = await dumpDatabase({ mysqlUrl: deps.config.localMysqlUrl, database: names.database, tenantId, blobs, logger: ctx.logger });
+          await ctx.progress(`backup written: ${backup.file} (${backup.bytes} bytes)`);
         }
       }
-      // After the backup: the tenant's code goes with its data. Bundles are stored under the
-      // data dir on every target (the aws Lambda functions themselves are not removed here).
-      files = await removeTenantFunctionFiles(deps.config.dataDir, tenantId, await deps.bundleReferences?.(tenantId));
+      // After the backup: the tenant's code goes with its data. Bundles and versions are in the
+      // blob store on every target (the aws Lambda functions themselves are not removed here).
+      files = await removeTenantFunctionFiles(deps.config.dataDir, tenantId, await deps.bundleReferences?.(tenantId), blobs);
       await ctx.progress(`function files removed: ${files.functions} function(s), ${files.bundles} bundle(s)`);
 
       await ctx.progress(`stack destroy ${stack}`);

@@ -1,6 +1,6 @@
 // tenant.drift: a drift check of one tenant's stack. A refresh preview (nothing written) compares the
-// stack's state with the real world; what it would change is drift. The result goes into the job
-// record and the drift metric; with `repair` the stack is refreshed and brought back to its desired
+// stack's state with the real world; what it would change is drift. The stack and what drifted go
+// into the job's result; the drift counter only counts, by tier and region; with `repair` the stack is refreshed and brought back to its desired
 // state with an `up`, except for a protected tenant, whose drift is only ever reported, and unless
 // the configuration allows repairs (STACKRAIL_DRIFT_REPAIR): a job asking for one is not enough.
 import type { Metrics } from "../../core/metrics.ts";
@@ -21,6 +21,9 @@ export interface TenantDriftDeps {
 
 export interface DriftResult extends Record<string, unknown> {
   stack: string;
+  /** Where the stack lives: the labels of stackrail_drift_found_total, so a count leads to its jobs. */
+  tier?: string;
+  region?: string;
   drift: boolean;
   changes: { update: number; delete: number };
   resources: DriftedResource[];
@@ -59,31 +62,33 @@ export function tenantDriftHandler(deps: TenantDriftDeps): JobHandler<"tenant.dr
       delete: resources.filter((r) => r.op === "delete").length,
     };
     const drift = resources.length > 0;
+    const where = { tier: tenant.tier, region: tenant.region };
     if (!drift) {
       await ctx.progress("no drift");
-      return { stack, drift, changes, resources, repaired: false } satisfies DriftResult;
+      return { stack, ...where, drift, changes, resources, repaired: false } satisfies DriftResult;
     }
-    deps.metrics?.driftFound.inc({ stack });
+    // Bounded labels only: the stack and what drifted are in this job's result, not in a series per tenant.
+    deps.metrics?.driftFound.inc({ kind: "tenant", ...where });
     for (const r of resources) {
       await ctx.progress(`drift: ${r.op} ${r.type} ${r.urn.split("::").pop() ?? ""}${r.properties.length > 0 ? ` (${r.properties.join(", ")})` : ""}`);
     }
 
     if (tenant.protected) {
       await ctx.progress(PROTECTED_REASON);
-      return { stack, drift, changes, resources, repaired: false, reason: PROTECTED_REASON } satisfies DriftResult;
+      return { stack, ...where, drift, changes, resources, repaired: false, reason: PROTECTED_REASON } satisfies DriftResult;
     }
     if (!repair) {
-      return { stack, drift, changes, resources, repaired: false, reason: "repair not requested: reported only" } satisfies DriftResult;
+      return { stack, ...where, drift, changes, resources, repaired: false, reason: "repair not requested: reported only" } satisfies DriftResult;
     }
     if (!deps.repairAllowed) {
       await ctx.progress(REPAIR_OFF_REASON);
-      return { stack, drift, changes, resources, repaired: false, reason: REPAIR_OFF_REASON } satisfies DriftResult;
+      return { stack, ...where, drift, changes, resources, repaired: false, reason: REPAIR_OFF_REASON } satisfies DriftResult;
     }
     // Refresh first (the state learns what changed), then `up` puts the desired state back.
     await ctx.progress(`repair: stack refresh ${stack}`);
     await runTenantStack(deps.runner, ctx, "refresh", args, []);
     await ctx.progress(`repair: stack up ${stack}`);
     const up = await runTenantStack(deps.runner, ctx, "up", args, deps.policyPacks);
-    return { stack, drift, changes, resources, repaired: true, repairChanges: up.resourceChanges } satisfies DriftResult;
+    return { stack, ...where, drift, changes, resources, repaired: true, repairChanges: up.resourceChanges } satisfies DriftResult;
   };
 }

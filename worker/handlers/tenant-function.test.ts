@@ -1,102 +1,91 @@
-// Issue 16, item 2: a tenant function on aws. A real zip goes in through the tenant API (which
-// stores it content-addressed, without an extension), the tenant.function handler hands the
-// tenant-functions program a path Pulumi's FileArchive accepts (the engine picks the archive
-// format by extension: a bundle without `.zip` is refused) and the handler the tenant uploaded,
-// and the program runs under Pulumi's runtime mocks with it. The aws provider cannot run here.
-import { readFileSync } from "node:fs";
-import { Redis } from "ioredis";
-import * as pulumi from "@pulumi/pulumi";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { JobData } from "../../core/jobs.ts";
-import { programFor } from "../../programs/index.ts";
-import { runWithMocks, type MockRun } from "../../programs/aws/mock-harness.ts";
-import { tenantFunctionsArgsSchema } from "../../programs/aws/schemas.ts";
-import { startHarness, type Harness } from "../../test/support/harness.ts";
-import { TEST_REDIS_URL } from "../../test/support/services.ts";
-import { buildZip } from "../../test/support/zip-builder.ts";
-import { checkBundle } from "../../webhooks/bundle-check.ts";
-import { TenantIndex } from "../../core/tenant-index.ts";
-import { MemoryWriter, RecordingRunner, jobContext } from "./handler-doubles.test-support.ts";
+// Function code stored before the blob store (issue 14 §1): bundles under the data dir
+// (`bundles/<sha256>`) and versions as `functions/<id>/<name>/v<n>/`. A job queued before the
+// upgrade still finds its bundle, and the next version follows the last one on disk instead of
+// overwriting v1. The handler runs against real files (the local target: no engine).
+import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pino from "pino";
+import { afterAll, describe, expect, it } from "vitest";
+import { blobKeys, createBlobStore } from "../../core/blob-store.ts";
+import { functionZip } from "../../test/support/zip-builder.ts";
+import type { JobContext } from "../job-worker.ts";
 import { tenantFunctionHandler } from "./tenant-function.ts";
+import type { TenantHandlerDeps } from "./tenant-provision.ts";
 
-const ROLE = "arn:aws:iam::210987654321:role/stackrail-deployer";
-const POLICY = "/policy/pack";
-const id = `fnaws-${Math.random().toString(36).slice(2, 7)}`;
-let h: Harness;
-let redis: Redis;
-let tenants: TenantIndex;
-const runs: MockRun[] = [];
+const dataDir = mkdtempSync(path.join(tmpdir(), "stackrail-fn-legacy-"));
+const blobs = createBlobStore({ kind: "file", root: path.join(dataDir, "blobs") });
+const tenantId = "legacy-fn";
+const sha = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
+const zip = (text: string): Buffer => functionZip(`export const handler = async () => ${JSON.stringify(text)};\n`);
 
-const bundle = buildZip([
-  { name: "src/", data: "" },
-  { name: "src/hook.mjs", data: "export const run = async (event) => ({ statusCode: 200, body: JSON.stringify(event) });\n" },
-]);
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
-beforeAll(async () => {
-  // The API side only: the bundle is stored as production stores it; the job is run here, by hand.
-  h = await startHarness({ role: "api", env: { STACKRAIL_TARGET: "aws", STACKRAIL_TENANT_CODE_ROLE_ARN: ROLE } });
-  redis = new Redis(TEST_REDIS_URL);
-  tenants = new TenantIndex(redis, h.config.queuePrefix);
-  expect((await tenants.claimProvision({ id, region: "eu-west-1", tier: "pool", version: "1.0.0" })).ok).toBe(true);
-  await tenants.recordOutputs(id, {});
-});
+const handler = tenantFunctionHandler({
+  config: { target: "local", dataDir, blobStore: { kind: "file", root: path.join(dataDir, "blobs") } },
+  tenants: { get: () => Promise.resolve({ id: tenantId, state: "active", region: "eu-west-1" }) },
+  blobs,
+} as unknown as TenantHandlerDeps);
 
-afterAll(async () => {
-  redis?.disconnect();
-  await h?.close();
-});
-
-function handlerFor(runner: RecordingRunner) {
-  return tenantFunctionHandler({ config: h.config, runner, writer: new MemoryWriter(), tenants, policyPacks: [POLICY], tenantCodeRoleArn: ROLE });
+function run(name: string, bundle: Buffer, jobId: string): Promise<Record<string, unknown>> {
+  const ctx = {
+    jobId,
+    data: { kind: "tenant.function", tenantId, name, bundleSha256: sha(bundle), handler: "index.handler" },
+    attempt: 1,
+    signal: new AbortController().signal,
+    logger: pino({ level: "silent" }),
+    progress: () => Promise.resolve(),
+  } as unknown as JobContext<"tenant.function">;
+  return handler(ctx);
 }
 
-/** The program the worker's child would run, under runtime mocks instead of the engine. */
-const mockedProgram = new RecordingRunner(async (req) => {
-  const program = programFor(req.program, req.args, { target: "aws", dataDir: h.config.dataDir, localMysqlUrl: "", localRedisUrl: "" });
-  const run = await runWithMocks(program as () => Promise<Record<string, unknown>>);
-  runs.push(run);
-  return run.outputs;
-});
-
-async function upload(handler: string): Promise<Extract<JobData, { kind: "tenant.function" }>> {
-  const res = await h.request("PUT", `/v1/tenants/${id}/functions/invoice-hook`, { handler, code: bundle.toString("base64") });
-  expect(res.status, JSON.stringify(res.body)).toBe(202);
-  const view = await h.service.queue?.getJobView(res.body.jobId);
-  return view?.data as Extract<JobData, { kind: "tenant.function" }>;
+/** What an installation before the blob store left: the upload's bundle, and v1 of the function. */
+function legacyFiles(name: string, v1: Buffer): void {
+  mkdirSync(path.join(dataDir, "bundles"), { recursive: true });
+  writeFileSync(path.join(dataDir, "bundles", sha(v1)), v1);
+  const dir = path.join(dataDir, "functions", tenantId, name, "v1");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, "bundle.zip"), v1);
+  writeFileSync(
+    path.join(dir, "function.json"),
+    JSON.stringify({ version: 1, sha256: sha(v1), handler: "index.handler", jobId: "job-before-upgrade", deployedAt: "2026-11-01T00:00:00.000Z" }),
+  );
 }
 
-describe("item 2: tenant functions on aws", () => {
-  it("deploys the uploaded handler from an archive path the SDK accepts, holding the uploaded bytes", async () => {
-    const data = await upload("src/hook.run");
-    const result = await handlerFor(mockedProgram)(jobContext("fn-job-1", data));
-    const req = mockedProgram.requests.at(-1);
-    expect(req).toMatchObject({ program: "tenant-functions", operation: "up", policyPacks: [POLICY], args: { handler: "src/hook.run", tenantId: id } });
-    const args = tenantFunctionsArgsSchema.parse(req?.args);
-    expect(args.codePath).toMatch(/\.zip$/);
-    expect(readFileSync(args.codePath)).toEqual(bundle);
-    // It is still a zip whose handler file is there (the same check the API made on the upload).
-    await expect(checkBundle(readFileSync(args.codePath), "src/hook.run")).resolves.toBeDefined();
-
-    const fn = runs.at(-1)?.one("aws:lambda/function:Function");
-    expect(fn?.inputs.handler).toBe("src/hook.run");
-    const code = fn?.inputs.code as pulumi.asset.FileArchive;
-    expect(pulumi.asset.Archive.isInstance(code)).toBe(true);
-    expect(await code.path).toBe(args.codePath);
-    expect(result).toMatchObject({ tenantId: id, name: "invoice-hook" });
+describe("function code stored before the blob store", () => {
+  it("a job queued before the upgrade finds its bundle under the data dir, and copies it into the blob store", async () => {
+    const name = "queued-before";
+    const code = zip("queued before the upgrade");
+    mkdirSync(path.join(dataDir, "bundles"), { recursive: true });
+    writeFileSync(path.join(dataDir, "bundles", sha(code)), code);
+    expect(await run(name, code, "job-1")).toMatchObject({ version: 1, changed: true });
+    expect(await blobs.get(blobKeys.bundle(tenantId, sha(code)))).toEqual(code);
   });
 
-  it("the same bundle and handler again deploys from the same stored archive; a new handler is honoured", async () => {
-    const first = tenantFunctionsArgsSchema.parse(mockedProgram.requests.at(-1)?.args).codePath;
-    await handlerFor(mockedProgram)(jobContext("fn-job-2", await upload("src/hook.run")));
-    expect(tenantFunctionsArgsSchema.parse(mockedProgram.requests.at(-1)?.args).codePath).toBe(first);
-    await handlerFor(mockedProgram)(jobContext("fn-job-3", await upload("src/hook.handler")));
-    expect(runs.at(-1)?.one("aws:lambda/function:Function").inputs.handler).toBe("src/hook.handler");
+  it("a bundle on disk that does not match its digest is not used", async () => {
+    const code = zip("the real one");
+    mkdirSync(path.join(dataDir, "bundles"), { recursive: true });
+    writeFileSync(path.join(dataDir, "bundles", sha(code)), zip("something else"));
+    await expect(run("tampered", code, "job-2")).rejects.toThrow(/is no longer stored/);
   });
 
-  it("the program refuses an archive path Pulumi cannot read, before anything is registered", () => {
-    const base = { tenantId: id, region: "eu-west-1", functionName: "invoice-hook", handler: "src/hook.run", assumeRoleArn: ROLE };
-    expect(tenantFunctionsArgsSchema.safeParse({ ...base, codePath: "/data/bundles/0123abcd" }).success).toBe(false);
-    expect(tenantFunctionsArgsSchema.safeParse({ ...base, codePath: "/data/functions/x/v1/bundle.zip" }).success).toBe(true);
-    expect(tenantFunctionsArgsSchema.safeParse({ ...base, codePath: "/data/functions/x/v1/bundle.zip", handler: "../x.run" }).success).toBe(false);
+  it("the next version of a function deployed before the upgrade is v2, and v1 stays as it was", async () => {
+    const name = "deployed-before";
+    const v1 = zip("v1 before the upgrade");
+    legacyFiles(name, v1);
+    // The same bundle again is no change.
+    expect(await run(name, v1, "job-3")).toMatchObject({ version: 1, changed: false });
+    const v2 = zip("v2 after the upgrade");
+    await blobs.put(blobKeys.bundle(tenantId, sha(v2)), v2);
+    expect(await run(name, v2, "job-4")).toMatchObject({ version: 2, changed: true });
+    const dir = path.join(dataDir, "functions", tenantId, name);
+    expect(readFileSync(path.join(dir, "v1", "bundle.zip"))).toEqual(v1);
+    expect(JSON.parse(readFileSync(path.join(dir, "v1", "function.json"), "utf8"))).toMatchObject({ version: 1, sha256: sha(v1), jobId: "job-before-upgrade" });
+    expect(readFileSync(path.join(dir, "v2", "bundle.zip"))).toEqual(v2);
+    // Both versions are in the blob store now, for any other worker.
+    expect((await blobs.list(blobKeys.functions(tenantId))).map((e) => e.key)).toEqual(
+      expect.arrayContaining([`tenants/${tenantId}/functions/${name}/v1.json`, `tenants/${tenantId}/functions/${name}/v2.json`]),
+    );
   });
 });

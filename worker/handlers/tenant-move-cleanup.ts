@@ -3,13 +3,13 @@
 // job in the queue: never the tier the tenant lives on (by the index or by the GitOps repository,
 // the system of record), never a protected tenant, a final backup of that tier's database first,
 // and a circuit breaker of its own that defers (not drops) clean-ups arriving in a burst.
-import path from "node:path";
 import { DeletionRefusedError } from "../../core/errors.ts";
 import type { Tier } from "../../core/ids.ts";
+import { blobStoreFor } from "../../core/blob-store.ts";
 import { databaseExists, dumpDatabase } from "../database-backup.ts";
 import type { DeletionBreaker } from "../deletion-breaker.ts";
 import type { JobHandler } from "../job-worker.ts";
-import { deriveTenantNames } from "../tenant-names.ts";
+import { deriveTenantNames } from "../../core/tenant-names.ts";
 import type { TenantHandlerDeps } from "./tenant-provision.ts";
 import { repositoryTenant, runTenantStack } from "./tenant-support.ts";
 
@@ -48,9 +48,8 @@ export function tenantMoveCleanupHandler(deps: MoveCleanupDeps): JobHandler<"ten
       const database = names[tier].database;
       await ctx.progress(`final backup of the ${tier} database ${database}`);
       if (await databaseExists(deps.config.localMysqlUrl, database)) {
-        const b = await dumpDatabase({ mysqlUrl: deps.config.localMysqlUrl, database, outDir: path.join(deps.config.dataDir, "backups", tenantId) });
-        backup = { file: path.relative(deps.config.dataDir, b.file), bytes: b.bytes };
-        await ctx.progress(`backup written: ${backup.file} (${b.bytes} bytes)`);
+        backup = await dumpDatabase({ mysqlUrl: deps.config.localMysqlUrl, database, tenantId, blobs: deps.blobs ?? blobStoreFor(deps.config.blobStore), logger: ctx.logger });
+        await ctx.progress(`backup written: ${backup.file} (${backup.bytes} bytes)`);
       } else {
         await ctx.progress(`no database ${database} to back up (already gone)`);
       }

@@ -5,7 +5,7 @@
 // cut-over rolls back: the source is unfrozen, the target destroyed, nothing is lost.
 import { ConflictError, NotFoundError, ProgramError, StackrailError } from "../../core/errors.ts";
 import type { Tier } from "../../core/ids.ts";
-import { logicalNames } from "../../programs/naming.ts";
+import { logicalNames } from "../../core/naming.ts";
 import { copyCacheKeys, copyDatabase, copyDirectory, verifyDatabaseCopy, verifyDirectoryCopy } from "../data-copy.ts";
 import { renderTenantFiles } from "../gitops/manifests.ts";
 import type { JobHandler } from "../job-worker.ts";
@@ -71,6 +71,7 @@ export function tenantMoveHandler(deps: MoveDeps): JobHandler<"tenant.move"> {
       await ctx.progress(`5/6 cutting over to ${target} in one GitOps commit`);
       const commit = await deps.writer.commit({
         jobId: ctx.jobId,
+        onWait: (line) => void ctx.progress(line),
         message: tenantCommitMessage(ctx, "move", tenantId, trigger, `${source} -> ${target}`),
         files: renderTenantFiles(
           { id: tenantId, region, tier: target, version: tenant.version, ...(tenant.protected ? { protected: true } : {}) },
@@ -79,10 +80,16 @@ export function tenantMoveHandler(deps: MoveDeps): JobHandler<"tenant.move"> {
         ),
         subject: `tenant-${tenantId}`,
       });
+      // The source's clean-up is recorded before the record says `target`: a worker killed from here
+      // on leaves a clean-up that comes due (the scheduler enqueues it), not a source nobody removes
+      // (a retry of this job then finds the tenant on `target` and has nothing to do).
+      await deps.scheduleCleanup(tenantId, source, region, (deps.now ?? Date.now)() + deps.rollbackWindowMs);
       await deps.tenants.recordOutputs(tenantId, publicOutputs(targetStack.outputs), { tier: target });
       report.commit = commit.sha;
     } catch (err) {
       await ctx.progress(`move failed at "${step}"; rolling back to ${source}`);
+      // The tenant stays on the source: a clean-up recorded for it at the cut-over must not come due.
+      await deps.cancelCleanup(tenantId, source).catch(() => undefined);
       try {
         if (frozen) await runTenantStack(deps.runner, ctx, "up", { ...base, tier: source }, deps.policyPacks);
         await runTenantStack(deps.runner, ctx, "destroy", { ...base, tier: target }, []);
@@ -97,12 +104,13 @@ export function tenantMoveHandler(deps: MoveDeps): JobHandler<"tenant.move"> {
     // After the cut-over the move stands; the source only waits for its rollback window.
     if (deps.rollbackWindowMs > 0) {
       const dueAt = (deps.now ?? Date.now)() + deps.rollbackWindowMs;
-      await deps.scheduleCleanup(tenantId, source, region, dueAt);
       await ctx.progress(`6/6 ${source} resources kept until ${new Date(dueAt).toISOString()} (rollback window)`);
       report.sourceKeptUntil = new Date(dueAt).toISOString();
     } else {
       await ctx.progress(`6/6 removing the ${source} resources`);
       await runTenantStack(deps.runner, ctx, "destroy", { ...base, tier: source, keepCacheKeys: true }, []);
+      // Done here: the recorded clean-up is not needed (if it was enqueued meanwhile, it finds nothing left).
+      await deps.cancelCleanup(tenantId, source);
       report.sourceRemoved = true;
     }
     return { tenantId, from: source, to: target, moved: true, ...report };

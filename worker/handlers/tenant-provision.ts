@@ -7,6 +7,7 @@
 // an existing tenant; and every name derived from the id is checked before the first `up`. A
 // provision that fails before its stack ran leaves nothing and drops its claim; one that fails
 // after never forgets what may exist: the record stays `failed` until DELETE cleans it up.
+import type { BlobStore } from "../../core/blob-store.ts";
 import { ConflictError, fateOf } from "../../core/errors.ts";
 import type { TenantIndex } from "../../core/tenant-index.ts";
 import { renderTenantFiles } from "../gitops/manifests.ts";
@@ -14,7 +15,7 @@ import type { GitOpsWriter } from "../gitops/writer.ts";
 import type { JobHandler } from "../job-worker.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
 import type { Config } from "../../core/config.ts";
-import { deriveTenantNames } from "../tenant-names.ts";
+import { deriveTenantNames } from "../../core/tenant-names.ts";
 import type { RegionGate } from "./region-provision.ts";
 import { failureSummary, gitopsSettings, infraFromOutputs, publicOutputs, regionFiles, runTenantStack, tenantCommitMessage } from "./tenant-support.ts";
 
@@ -28,6 +29,8 @@ export interface TenantHandlerDeps {
   readonly scrub?: (text: string) => string;
   /** aws: waits for the region's shared infrastructure (region-provision.ts) before the first stack there. */
   readonly regionReady?: RegionGate;
+  /** Bundles, function versions and backups (STACKRAIL_BLOB_URL); default: the configured store. */
+  readonly blobs?: BlobStore;
 }
 
 export function tenantProvisionHandler(deps: TenantHandlerDeps): JobHandler<"tenant.provision"> {
@@ -62,6 +65,7 @@ export function tenantProvisionHandler(deps: TenantHandlerDeps): JobHandler<"ten
       await ctx.progress(`committing ${Object.keys(files).length} manifests`);
       const commit = await deps.writer.commit({
         jobId: ctx.jobId,
+        onWait: (line) => void ctx.progress(line),
         message: tenantCommitMessage(ctx, "provision", tenantId, trigger, `${tier} in ${region} at ${version}`),
         files,
         subject: stack,

@@ -10,7 +10,7 @@ import type { Trigger } from "../../core/jobs.ts";
 import { SECRET_FIELD_NAME } from "../../core/logger.ts";
 import { SECRET_PLACEHOLDER } from "../pulumi-protocol.ts";
 import { renderRegionFiles, type GitOpsSettings, type InfraOutputs } from "../gitops/manifests.ts";
-import { tenantPath } from "../gitops/paths.ts";
+import { tenantPath } from "../../core/gitops-paths.ts";
 import { commitMessage, type GitOpsWriter } from "../gitops/writer.ts";
 import type { StepContext } from "../job-worker.ts";
 import type { OperationSummary, StackOperation } from "../pulumi-protocol.ts";

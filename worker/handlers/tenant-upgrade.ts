@@ -22,6 +22,7 @@ export function tenantUpgradeHandler(deps: TenantHandlerDeps): JobHandler<"tenan
     );
     const commit = await deps.writer.commit({
       jobId: ctx.jobId,
+      onWait: (line) => void ctx.progress(line),
       message: tenantCommitMessage(ctx, "upgrade", tenantId, trigger, `${tenant.version || "?"} -> ${version}`),
       files,
       subject: `tenant-${tenantId}`,

@@ -8,21 +8,23 @@ import type { Config } from "../../core/config.ts";
 import type { EngineLocation } from "../../core/engine.ts";
 import { urlCredentials } from "../../core/urls.ts";
 import type { GitOpsWriter } from "../gitops/writer.ts";
-import type { JobQueue } from "../queue.ts";
+import type { JobQueue } from "../../jobs/queue.ts";
 import { checkCache } from "./cache.ts";
 import { AuditContext, stillHolds } from "./context.ts";
 import { checkDataDir, dataDirKeys } from "./data-dir.ts";
+import { blobStoreFor } from "../../core/blob-store.ts";
+import { backupsByTenant } from "../database-backup.ts";
 import { checkGitOps, readGitOpsFolders } from "./gitops.ts";
 import { checkMariaDb } from "./mariadb.ts";
-import { storeOrphanCounts } from "./last-audit.ts";
+import { storeOrphanCounts } from "../../jobs/last-audit.ts";
 import { checkQueue } from "./queue-check.ts";
 import { readRecords, stackKey } from "./records.ts";
 import { checkLocks, checkStacks, listLocks, listStacks, type StackInfo } from "./stacks.ts";
-import type { FailedTenant, OrphanReport, OrphanScope, RetainedItem } from "./types.ts";
+import type { FailedTenant, OrphanReport, OrphanScope, RetainedItem } from "../../jobs/orphan-report.ts";
 
 export type AuditConfig = Pick<
   Config,
-  "target" | "dataDir" | "queuePrefix" | "localMysqlUrl" | "localRedisUrl" | "pulumiBackendUrl" | "pulumiPassphrase" | "redisUrl" | "gitopsRepo"
+  "target" | "dataDir" | "queuePrefix" | "localMysqlUrl" | "localRedisUrl" | "pulumiBackendUrl" | "pulumiPassphrase" | "redisUrl" | "gitopsRepo" | "blobStore"
 >;
 
 export interface OrphanAuditDeps {
@@ -91,6 +93,10 @@ export async function auditOrphans(deps: OrphanAuditDeps, options: { scope?: Orp
   const local = dataDirKeys(config.dataDir);
   for (const key of local.tenants) ctx.know("tenant", key);
   for (const key of local.previews) ctx.know("preview", key);
+  // Final backups live in the blob store (STACKRAIL_BLOB_URL, `tenants/<id>/backups/`): retained on purpose.
+  const blobs = blobStoreFor(config.blobStore);
+  const backups = await attempt("blob-store", () => backupsByTenant(blobs));
+  for (const key of backups?.keys() ?? []) ctx.know("tenant", key);
   ctx.committedPreviews = new Set([...(folders?.previews.keys() ?? [])]);
 
   const add = ctx.add.bind(ctx);
@@ -105,6 +111,13 @@ export async function auditOrphans(deps: OrphanAuditDeps, options: { scope?: Orp
   if (!localTarget) skipped.push("MariaDB, cache server and attachments directories: the aws target keeps them in AWS, audited through the stacks");
   const kept = await attempt("data-dir", () => Promise.resolve().then(() => checkDataDir(ctx, config.dataDir, { attachments: localTarget })));
   retained.push(...(kept ?? []));
+  for (const [id, b] of backups ?? []) {
+    retained.push({
+      kind: "backup",
+      name: id,
+      detail: `${b.files} file(s), ${b.bytes} bytes in ${blobs.location}/tenants/${id}/backups/ (${records.tenants.has(id) ? "tenant exists" : "tenant gone"}); kept on purpose, remove by hand when no longer needed`,
+    });
+  }
   if (localTarget) {
     await attempt("mariadb", () => checkMariaDb(ctx, config.localMysqlUrl));
     const cache = await attempt("cache", () => checkCache(ctx, config.localRedisUrl));

@@ -4,10 +4,10 @@
 // steps (never KEYS): the server keeps serving while the audit reads it.
 import { Redis } from "ioredis";
 import { ACL_OWNERS_KEY } from "../../programs/local/redis-ops.ts";
-import { REDIS_USER_PATTERN } from "../../programs/naming.ts";
+import { REDIS_USER_PATTERN } from "../../core/naming.ts";
 import type { AuditContext, Side } from "./context.ts";
 import { ownerOfKeyPrefix } from "./records.ts";
-import { finding, findingId } from "./types.ts";
+import { finding, findingId } from "../../jobs/orphan-report.ts";
 
 const NAME_SPACE = /^[tsp]-/;
 const KEY_PREFIX = /^([tp]):([a-z0-9](?:[a-z0-9-]{0,58}[a-z0-9])?):/;

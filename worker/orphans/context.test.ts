@@ -2,11 +2,11 @@
 // only through a record or a registry entry, the other tier of a moved tenant, work in transit,
 // and which objects the installation scope reports.
 import { describe, expect, it } from "vitest";
-import { logicalNames } from "../../programs/naming.ts";
+import { logicalNames } from "../../core/naming.ts";
 import type { TenantRecord } from "../../core/tenant-index.ts";
 import { AuditContext, stillHolds } from "./context.ts";
 import type { Records } from "./records.ts";
-import { finding } from "./types.ts";
+import { finding } from "../../jobs/orphan-report.ts";
 
 function tenant(id: string, tier: "pool" | "silo", state: TenantRecord["state"] = "active"): [string, TenantRecord] {
   return [id, { id, region: "eu-west-1", tier, version: "1.0.0", state, outputs: {}, updatedAt: null }];

@@ -1,11 +1,11 @@
 // What every check of the audit shares: the records, the stacks, the scope, and the mapping from
-// an object's name back to the tenant id or preview key it was derived from (programs/naming.ts
+// an object's name back to the tenant id or preview key it was derived from (core/naming.ts
 // logicalNames), so that each object is judged by its owner's record and repaired through its
 // owner's stack when it has one.
-import { logicalNames, type LogicalNames, type Scope } from "../../programs/naming.ts";
+import { logicalNames, type LogicalNames, type Scope } from "../../core/naming.ts";
 import { ownerOf, ownerOfKeyPrefix, type Owner, type Records } from "./records.ts";
 import { stackOf, stackRepair, type StackInfo } from "./stacks.ts";
-import type { OrphanFinding, OrphanScope } from "./types.ts";
+import type { OrphanFinding, OrphanScope } from "../../jobs/orphan-report.ts";
 
 /** An object's place: its name space and, when it can be told, the key it was derived from. */
 export interface Side {

@@ -4,10 +4,10 @@
 // their tenant on purpose and are listed as retained, never as orphans.
 import { lstatSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import type { Scope } from "../../programs/naming.ts";
+import type { Scope } from "../../core/naming.ts";
 import type { AuditContext } from "./context.ts";
 import { ownerOf } from "./records.ts";
-import { finding, findingId, type RetainedItem } from "./types.ts";
+import { finding, findingId, type RetainedItem } from "../../jobs/orphan-report.ts";
 
 const FOLDERS: ReadonlyArray<readonly [string, Scope]> = [
   ["tenants", "tenant"],

@@ -1,10 +1,10 @@
 // The GitOps repository against the records, read through the writer's read API: `tenants/<id>/`
 // and `previews/<key>/` folders that no record owns, and active tenants whose files are missing.
-import { TENANT_FILES } from "../gitops/paths.ts";
+import { TENANT_FILES } from "../../core/gitops-paths.ts";
 import type { GitOpsWriter } from "../gitops/writer.ts";
 import type { AuditContext } from "./context.ts";
 import { ownerOf } from "./records.ts";
-import { finding } from "./types.ts";
+import { finding } from "../../jobs/orphan-report.ts";
 
 export interface GitOpsFolders {
   readonly tenants: ReadonlyMap<string, readonly string[]>;

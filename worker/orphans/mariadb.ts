@@ -3,9 +3,9 @@
 // programs/local/mysql-ops.ts), in both directions.
 import mysql from "mysql2/promise";
 import { OWNER_REGISTRY } from "../../programs/local/mysql-ops.ts";
-import { SQL_NAME_PATTERN } from "../../programs/naming.ts";
+import { SQL_NAME_PATTERN } from "../../core/naming.ts";
 import type { AuditContext } from "./context.ts";
-import { finding, findingId } from "./types.ts";
+import { finding, findingId } from "../../jobs/orphan-report.ts";
 
 const NAME_SPACE = /^[tsp]_/;
 const ER_NO_SUCH_TABLE = 1146;

@@ -8,7 +8,7 @@ import { JOBS_QUEUE } from "../../core/jobs.ts";
 import { TEST_REDIS_URL, uniqueName } from "../../test/support/services.ts";
 import { deleteKeys } from "../../webhooks/edge-fixture.ts";
 import { TenantIndex } from "../../core/tenant-index.ts";
-import { JobQueue } from "../queue.ts";
+import { JobQueue } from "../../jobs/queue.ts";
 import { AuditContext } from "./context.ts";
 import { checkQueue, deadLaneEntries, staleLease } from "./queue-check.ts";
 import { readRecords } from "./records.ts";

@@ -6,7 +6,7 @@ import type { Redis } from "ioredis";
 import { JOBS_QUEUE } from "../../core/jobs.ts";
 import type { AuditContext } from "./context.ts";
 import { globEscape, scanKeys } from "./records.ts";
-import { finding, findingId, type FailedTenant } from "./types.ts";
+import { finding, findingId, type FailedTenant } from "../../jobs/orphan-report.ts";
 
 /** As in stack-lanes.ts: an entry whose job does not exist yet may be an add in flight. */
 export const GHOST_GRACE_MS = 30_000;
@@ -20,7 +20,7 @@ export interface LaneKeys {
   readonly job: (jobId: string) => string;
 }
 
-/** Key names of worker/stack-lanes.ts and BullMQ under the queue prefix. */
+/** Key names of jobs/stack-lanes.ts and BullMQ under the queue prefix. */
 export function laneKeys(prefix: string): LaneKeys {
   return {
     lane: (stack) => `${prefix}:lane:${stack}`,

@@ -15,7 +15,7 @@ import { ACL_OWNERS_KEY } from "../../programs/local/redis-ops.ts";
 import { PROJECT_NAME, tenantProject } from "../handlers/tenant-support.ts";
 import type { AuditConfig } from "./audit.ts";
 import { auditWorkspace } from "./stacks.ts";
-import type { OrphanFinding } from "./types.ts";
+import type { OrphanFinding } from "../../jobs/orphan-report.ts";
 
 interface StateResource {
   readonly type?: string;

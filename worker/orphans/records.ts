@@ -5,15 +5,16 @@
 import type { Redis } from "ioredis";
 import type { Tier } from "../../core/ids.ts";
 import { previewKey, TENANT_ID_PATTERN } from "../../core/ids.ts";
-import type { Scope } from "../../programs/naming.ts";
+import type { Scope } from "../../core/naming.ts";
 import { TenantIndex, type TenantRecord } from "../../core/tenant-index.ts";
 import { PreviewRegistry } from "../preview-registry.ts";
-import type { JobQueue } from "../queue.ts";
+import { pendingMoveCleanups } from "../cleanup-scheduler.ts";
+import type { JobQueue } from "../../jobs/queue.ts";
 
 /** Job states that are still going to do something. */
 const LIVE_STATES = ["active", "waiting", "delayed", "prioritized", "waiting-children"] as const;
 
-/** A preview key as names are derived from it (programs/naming.ts KEY_PATTERN, ending in `-pr-<n>`). */
+/** A preview key as names are derived from it (core/naming.ts KEY_PATTERN, ending in `-pr-<n>`). */
 const PREVIEW_KEY = /^[a-z0-9](?:[a-z0-9-]{0,58}[a-z0-9])?$/;
 
 export type StackKey = { readonly kind: "tenant"; readonly key: string } | { readonly kind: "preview"; readonly key: string };
@@ -138,16 +139,9 @@ export async function readRecords(redis: Redis, prefix: string, queue: JobQueue)
     const k = stackKey(p.stack);
     if (k?.kind === "preview") previews.add(k.key);
   }
-  // Members written by worker/cleanup-scheduler.ts: {tenantId, tier, region} as JSON.
-  const cleanups = new Set<string>();
-  for (const member of await redis.zrange(`${prefix}:move-cleanups`, 0, -1)) {
-    try {
-      const c = JSON.parse(member) as { tenantId?: unknown; tier?: unknown };
-      if (typeof c.tenantId === "string" && (c.tier === "pool" || c.tier === "silo")) cleanups.add(`${c.tenantId}/${c.tier}`);
-    } catch {
-      // not a clean-up entry
-    }
-  }
+  // A moved tenant's old tier waits for its clean-up timer (worker/cleanup-scheduler.ts) during
+  // the rollback window: expected, not an orphan.
+  const cleanups = new Set((await pendingMoveCleanups(redis, prefix)).map((c) => `${c.tenantId}/${c.tier}`));
 
   const inFlight = { tenants: new Set<string>(), previews: new Set<string>() };
   const runningStacks = new Set<string>();

@@ -4,6 +4,7 @@
 // never dropped here: a stack's objects go through a queued job whose handler checks its own
 // guards (the tier a tenant lives on is never removed, a protected tenant never, a backup first),
 // in the stack's lane like every other job; other data objects get the exact statement to run.
+import { blobStoreFor } from "../../core/blob-store.ts";
 import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
 import mysql from "mysql2/promise";
@@ -21,7 +22,7 @@ import { deadLaneEntries, staleLease } from "./queue-check.ts";
 import { reRecordOwner } from "./re-record.ts";
 import { stackKey } from "./records.ts";
 import { auditWorkspace, listLocks } from "./stacks.ts";
-import type { OrphanFinding } from "./types.ts";
+import type { OrphanFinding } from "../../jobs/orphan-report.ts";
 
 export interface RepairResult {
   readonly id: string;
@@ -202,7 +203,7 @@ export async function repairOrphan(deps: RepairDeps, id: string): Promise<Repair
         if (data?.kind !== "tenant.function" || typeof data.bundleSha256 !== "string") continue;
         (data.tenantId === f.name ? own : others).add(data.bundleSha256);
       }
-      const removed = await removeTenantFunctionFiles(deps.config.dataDir, f.name, { own, others });
+      const removed = await removeTenantFunctionFiles(deps.config.dataDir, f.name, { own, others }, blobStoreFor(deps.config.blobStore));
       return done(`removed functions/${f.name}/ (${removed.functions} function(s)) and ${removed.bundles} bundle(s) only it used`);
     }
     case "database/unregistered":

@@ -7,8 +7,8 @@ import { createMetrics } from "../../core/metrics.ts";
 import { TEST_REDIS_URL, uniqueName } from "../../test/support/services.ts";
 import { deleteKeys } from "../../webhooks/edge-fixture.ts";
 import { driftSlot, ORPHAN_AUDIT_SLOT, runDueOrphanAudit } from "../drift-scheduler.ts";
-import { readOrphanCounts, storeOrphanCounts } from "./last-audit.ts";
-import { finding, type OrphanReport } from "./types.ts";
+import { readOrphanCounts, storeOrphanCounts } from "../../jobs/last-audit.ts";
+import { finding, type OrphanReport } from "../../jobs/orphan-report.ts";
 
 const HOUR = 3_600_000;
 let prefix: string;

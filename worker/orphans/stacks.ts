@@ -14,7 +14,7 @@ import type { Tier } from "../../core/ids.ts";
 import { PROJECT_NAME, tenantProject } from "../handlers/tenant-support.ts";
 import type { Subject } from "./context.ts";
 import { ownerOf, scopeOfTier, stackKey, type Owner, type Records } from "./records.ts";
-import { finding, type OrphanFinding, type RetainedItem } from "./types.ts";
+import { finding, type OrphanFinding, type RetainedItem } from "../../jobs/orphan-report.ts";
 
 /** The projects Stackrail runs stacks in: previews (and regions) in one, tenants in one per tier. */
 export const STACK_PROJECTS: readonly string[] = [PROJECT_NAME, tenantProject("pool"), tenantProject("silo")];

@@ -8,7 +8,7 @@ import { TEST_REDIS_URL, uniqueName } from "../test/support/services.ts";
 import { enqueueStackOperation, stackOperationJob, type StackOperationJob } from "../test/support/stack-operation.ts";
 import { deleteKeys } from "../webhooks/edge-fixture.ts";
 import { JobQueue } from "./queue.ts";
-import { StackLanes } from "./stack-lanes.ts";
+import { StackLanes, type LaneWaker } from "./stack-lanes.ts";
 
 let prefix: string;
 let redis: Redis;
@@ -114,6 +114,71 @@ describe("StackLanes at the edge (issue 19)", () => {
     expect(await lanes.registerOn(redis, stack, "won", { kind: "preview.up", onlyIf: { key: guard, value: "pending:mine" } })).toBe(false); // idempotent
     expect(await lanes.entries(stack)).toEqual(["won"]);
     expect(await lanes.meta("won")).toMatchObject({ stack, kind: "preview.up" });
+  });
+});
+
+describe("parking and waking (issue 14 §4)", () => {
+  /** A waker that records whom it was asked to wake; `gone` jobs answer as finished. */
+  function recordingWaker(gone: Set<string> = new Set()): LaneWaker & { promoted: string[] } {
+    const promoted: string[] = [];
+    return {
+      promoted,
+      promote: (jobId) => {
+        promoted.push(jobId);
+        return Promise.resolve(gone.has(jobId) ? "gone" : "woken");
+      },
+      changeDelay: () => Promise.resolve(true),
+    };
+  }
+
+  it("marks waiters parked with their place, answers the next waiter on acquire, and wakes only a parked head on release", async () => {
+    const waker = recordingWaker();
+    const parking = new StackLanes(redis, prefix, { safetyPollMs: 1_000, waker });
+    const stack = "tenant-park";
+    for (const id of ["p1", "p2", "p3", "p4"]) {
+      await parking.register(stack, id);
+      await redis.hset(`${prefix}:${JOBS_QUEUE}:${id}`, "name", "x");
+    }
+    expect(await parking.acquire(stack, "p1", 10_000)).toEqual({ acquired: true, next: "p2" });
+    expect(await parking.acquire(stack, "p3", 10_000)).toEqual({ acquired: false, position: 2 });
+    expect(await parking.meta("p3")).toMatchObject({ acquired: false });
+    expect(await redis.hget(`${prefix}:jobmeta:p3`, "parked")).toBe("1");
+    // tryAcquire (the polling way) marks nobody parked.
+    expect(await parking.tryAcquire(stack, "p2", 10_000)).toBe(false);
+    expect(await redis.hget(`${prefix}:jobmeta:p2`, "parked")).toBeNull();
+    // p2 is not parked (say, delayed by its debounce): the release leaves it to run on its own.
+    await parking.release(stack, "p1");
+    expect(waker.promoted).toEqual([]);
+    expect(await parking.acquire(stack, "p2", 10_000)).toEqual({ acquired: true, next: "p3" });
+    // p3 is parked: p2's release wakes it; it finds the lane free once it looks after parking.
+    expect(await parking.parked(stack, "p3", Date.now() + 1_000)).toEqual({ free: false, position: 1 });
+    await parking.release(stack, "p2");
+    expect(waker.promoted).toEqual(["p3"]);
+    expect(await parking.parked(stack, "p3", Date.now() + 1_000)).toEqual({ free: true, position: 0 });
+    expect(await parking.acquire(stack, "p3", 10_000)).toEqual({ acquired: true, next: "p4" });
+    expect(await redis.hget(`${prefix}:jobmeta:p3`, "parked")).toBeNull();
+  });
+
+  it("drops a parked head whose job finished meanwhile and wakes the one behind it", async () => {
+    const waker = recordingWaker(new Set(["q2"]));
+    const parking = new StackLanes(redis, prefix, { safetyPollMs: 1_000, waker });
+    const stack = "tenant-park-dead";
+    for (const id of ["q1", "q2", "q3"]) {
+      await parking.register(stack, id);
+      await redis.hset(`${prefix}:${JOBS_QUEUE}:${id}`, "name", "x");
+    }
+    expect((await parking.acquire(stack, "q1", 10_000)).acquired).toBe(true);
+    expect(await parking.acquire(stack, "q2", 10_000)).toEqual({ acquired: false, position: 1 });
+    expect(await parking.acquire(stack, "q3", 10_000)).toEqual({ acquired: false, position: 2 });
+    await redis.hset(`${prefix}:${JOBS_QUEUE}:q2`, "finishedOn", String(Date.now()));
+    await parking.release(stack, "q1");
+    expect(waker.promoted).toEqual(["q2", "q3"]);
+    expect(await parking.entries(stack)).toEqual(["q3"]);
+  });
+
+  it("parks deeper waiters longer (quadratically with their place), never beyond the cap", () => {
+    const parking = new StackLanes(redis, prefix, { safetyPollMs: 30_000, maxParkMs: 3_600_000 });
+    expect([0, 1, 2, 3, 10, 11, 1000].map((k) => parking.parkDelayMs(k))).toEqual([30_000, 30_000, 120_000, 270_000, 3_000_000, 3_600_000, 3_600_000]);
   });
 });
 

@@ -3,11 +3,11 @@
 // refuses (Argo CD and Kubernetes want DNS-1123 names, MySQL 32-character users, ...) would fail
 // only after the stack had created resources; here it fails first: with a 400 at the tenant API,
 // and again in the provision handler before its first `up`, whoever enqueued the job.
-import { ValidationError } from "../core/errors.ts";
-import { STACK_NAME_PATTERN, TENANT_ID_PATTERN, tenantStackName } from "../core/ids.ts";
-import { logicalNames, type LogicalNames } from "../programs/naming.ts";
-import { tenantNamespace, workloadObjects } from "../core/tenant-resources.ts";
-import { isLayoutPath, tenantDir } from "./gitops/paths.ts";
+import { ValidationError } from "./errors.ts";
+import { STACK_NAME_PATTERN, TENANT_ID_PATTERN, tenantStackName } from "./ids.ts";
+import { logicalNames, type LogicalNames } from "./naming.ts";
+import { tenantNamespace, workloadObjects } from "./tenant-resources.ts";
+import { isLayoutPath, tenantDir } from "./gitops-paths.ts";
 
 /** RFC 1123 label: what Kubernetes requires of namespaces and most object names. */
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;

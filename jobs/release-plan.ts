@@ -3,12 +3,12 @@
 // repository) and the Pulumi diff of the tenant's stack (a preview at the new version). The
 // rollout computes it before it applies anything, stores it beside the job (Redis, with the other
 // rollout keys), and revises a wave when the diff found at apply time differs from the approved
-// one. Approvals and the rejection live in keys of their own (worker/release-approval.ts): the
+// one. Approvals and the rejection live in keys of their own (release-approval.ts): the
 // edge writes those while the rollout writes this one.
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { RepoRef } from "../core/jobs.ts";
-import type { PolicyViolation, ResourceDiff } from "./pulumi-protocol.ts";
+import type { PolicyViolation, ResourceDiff } from "./plan-types.ts";
 import { ROLLOUT_KEY_TTL_SECONDS, rolloutPlanKey } from "./rollout-control.ts";
 
 /** What the preview of one tenant's stack at the new version would change. */

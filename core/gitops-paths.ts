@@ -1,8 +1,9 @@
 // The GitOps repository layout (brief, "GitOps repository layout"). Every path Stackrail writes
 // is computed here from identifiers that are validated again on the way in, and every path a
-// writer receives is checked against the layout, so no input can reach outside it.
-import { ValidationError } from "../../core/errors.ts";
-import { prNumberSchema, previewKey, regionSchema, tenantIdSchema, type Region, type TenantId } from "../../core/ids.ts";
+// writer receives is checked against the layout, so no input can reach outside it. It is in core/
+// because the edge checks a new tenant's folder too (tenant-names.ts), not only the worker's writers.
+import { ValidationError } from "./errors.ts";
+import { prNumberSchema, previewKey, regionSchema, tenantIdSchema, type Region, type TenantId } from "./ids.ts";
 
 export const TENANT_FILES = ["tenant.yaml", "application.yaml", "appproject.yaml"] as const;
 export type TenantFile = (typeof TENANT_FILES)[number];

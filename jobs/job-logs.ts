@@ -2,12 +2,13 @@
 // interleaved, in order, with the job's progress lines. The worker writes it while the job runs;
 // `GET /v1/jobs/:id/logs` reads it, and follows it until the job ends.
 //
-// Storage sits behind JobLogStore so that a blob store can take it later (STACKRAIL_BLOB_URL);
-// RedisJobLogStore keeps each job's log as a Redis stream:
+// Storage sits behind JobLogStore; RedisJobLogStore keeps each job's log as a Redis stream:
 //   <prefix>:joblog:<jobId>       stream of entries {k: o|p|t, d: text}; ids are the read cursor
 //   <prefix>:joblog-size:<jobId>  bytes stored so far (a stream cannot say); -1 once truncated
 // Both expire JOB_LOG_TTL_SECONDS after the last write: a job's record is removed that long after
-// it finished (worker/queue.ts JOB_OPTIONS), and the last write is the job's end.
+// it finished (queue.ts JOB_OPTIONS), and the last write is the job's end. Once a finished job's
+// log is archived to the blob store (jobs/job-log-archive.ts), the stream expires within the hour
+// instead and ArchivedJobLogStore reads the archive.
 //
 // Text is scrubbed of every known secret value before it is stored. Engine output arrives in
 // arbitrary chunks, so it is scrubbed and stored by whole lines (a secret cut in two by a chunk
@@ -116,6 +117,14 @@ export class RedisJobLogStore implements JobLogStore {
     );
   }
 
+  /**
+   * Sets both keys to expire in `ttlSeconds` (once the log is archived: jobs/job-log-archive.ts).
+   * Only after the job's last write: a later append would set the long TTL again.
+   */
+  async expire(jobId: string, ttlSeconds: number): Promise<void> {
+    await this.#redis.multi().expire(this.streamKey(jobId), ttlSeconds).expire(this.#sizeKey(jobId), ttlSeconds).exec();
+  }
+
   async read(jobId: string, options: { after?: string; count?: number } = {}): Promise<JobLogEntry[]> {
     const start = options.after === undefined ? "-" : `(${options.after}`;
     const raw = (await this.#redis.xrange(this.streamKey(jobId), start, "+", "COUNT", options.count ?? 1000)) as [string, string[]][];
@@ -134,6 +143,25 @@ export const LOG_CURSOR_PATTERN = /^\d{1,20}-\d{1,20}$/;
 export function renderEntry(entry: Pick<JobLogEntry, "kind" | "text">): string {
   if (entry.kind === "progress") return `[stackrail] ${entry.text}\n`;
   return entry.text;
+}
+
+/**
+ * Renders successive batches of one log as the API answers it: engine output as printed, and each
+ * Stackrail line on a line of its own even when the engine's output stopped mid-line (progress
+ * dots). The archive (jobs/job-log-archive.ts) stores exactly this text.
+ */
+export function logRenderer(): (entries: readonly Pick<JobLogEntry, "kind" | "text">[]) => string {
+  let lineStart = true;
+  return (entries) => {
+    let out = "";
+    for (const entry of entries) {
+      if (entry.kind !== "output" && !lineStart) out += "\n";
+      const rendered = renderEntry(entry);
+      out += rendered;
+      if (rendered.length > 0) lineStart = rendered.endsWith("\n");
+    }
+    return out;
+  };
 }
 
 /** What the runner writes to while a job runs. */

@@ -2,8 +2,8 @@
 // installation exports the same `stackrail_orphans{kind}` values, whichever process ran the audit
 // (the route, the CLI, or a worker's scheduled run).
 import type { Redis } from "ioredis";
-import type { OrphanStats } from "../../core/metrics.ts";
-import { countByKind, ORPHAN_KINDS, type OrphanReport } from "./types.ts";
+import type { OrphanStats } from "../core/metrics.ts";
+import { countByKind, ORPHAN_KINDS, type OrphanReport } from "./orphan-report.ts";
 
 const lastKey = (prefix: string): string => `${prefix}:orphans:last`;
 

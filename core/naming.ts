@@ -1,5 +1,5 @@
 // Names of the per-tenant logical resources, derived from ids that already passed core/ids.ts.
-// One place decides them so the local and aws targets, the tests and the worker agree, and so
+// One place decides them so the programs, the tests, the worker and the edge (tenant-names.ts) agree, and so
 // every name that reaches SQL or a Redis ACL rule is checked against a strict pattern here.
 import { createHash } from "node:crypto";
 

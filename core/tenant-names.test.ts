@@ -4,13 +4,13 @@
 // with the field named, whatever path they came in by.
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { ValidationError } from "../core/errors.ts";
-import { STACK_NAME_PATTERN, TENANT_ID_PATTERN, tenantIdSchema } from "../core/ids.ts";
-import { logicalNames } from "../programs/naming.ts";
-import { defaultCrdValidator } from "./gitops/crd-validator.ts";
-import { INFRA, SETTINGS } from "./gitops/fixtures.test-support.ts";
-import { renderTenantFiles } from "./gitops/manifests.ts";
-import { infraFromOutputs } from "./handlers/tenant-support.ts";
+import { ValidationError } from "./errors.ts";
+import { STACK_NAME_PATTERN, TENANT_ID_PATTERN, tenantIdSchema } from "./ids.ts";
+import { logicalNames } from "./naming.ts";
+import { defaultCrdValidator } from "../worker/gitops/crd-validator.ts";
+import { INFRA, SETTINGS } from "../worker/gitops/fixtures.test-support.ts";
+import { renderTenantFiles } from "../worker/gitops/manifests.ts";
+import { infraFromOutputs } from "../worker/handlers/tenant-support.ts";
 import { deriveTenantNames } from "./tenant-names.ts";
 
 const GOOD = ["abc", "a-b", "a--b", "ab1", "a1-2b", `a${"b".repeat(38)}c`, "sp-1", "x9z"];

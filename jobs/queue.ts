@@ -332,6 +332,7 @@ export class JobQueue {
   }
 
   async close(): Promise<void> {
+    await this.lanes.close();
     await this.queue.close();
   }
 

@@ -55,7 +55,7 @@ export function parseStepJobId(id: string): { wave: number; round: number; tenan
   return { wave: Number(m[1]), round: Number(m[2]), tenantId: m[3] };
 }
 
-/** The rollout plan (JSON, worker/release-plan.ts): written once by the rollout, revised when a wave's diff changes. */
+/** The rollout plan (JSON, release-plan.ts): written once by the rollout, revised when a wave's diff changes. */
 export function rolloutPlanKey(prefix: string, jobId: string): string {
   return `${prefix}:rollout:${jobId}:plan`;
 }
