@@ -20,7 +20,8 @@ afterAll(async () => {
   await edge?.close();
 });
 
-const bundleDir = () => path.join(edge.config.dataDir, "bundles");
+// Accepted bundles go to the blob store (STACKRAIL_BLOB_URL, by default file://$STACKRAIL_DATA_DIR/blobs), under the tenant's own folder.
+const bundleDir = () => path.join(edge.config.dataDir, "blobs", "tenants", TENANT, "bundles");
 const storedBundles = (): string[] => (existsSync(bundleDir()) ? readdirSync(bundleDir()) : []);
 
 const upload = (zip: Buffer, handler = "index.handler") =>
