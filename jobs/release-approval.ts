@@ -45,8 +45,32 @@ export async function clearAwaiting(redis: Redis, prefix: string, jobId: string)
 
 /** Records the approval of the waiting wave; null when no wave waits. */
 export async function approveWaiting(redis: Redis, prefix: string, jobId: string, approver: Approver): Promise<ApprovalRecord | null> {
+  const decided = await approveSeen(redis, prefix, jobId, approver);
+  return decided && "mismatch" in decided ? null : decided;
+}
+
+/** A wave and plan revision as an approver saw them. */
+export interface SeenWave {
+  readonly wave: number;
+  readonly revision: number;
+}
+
+/**
+ * Approves the waiting wave only when it is the one the approver saw (when `seen` is given);
+ * otherwise answers what waits instead.
+ */
+export async function approveSeen(
+  redis: Redis,
+  prefix: string,
+  jobId: string,
+  approver: Approver,
+  seen?: SeenWave,
+): Promise<ApprovalRecord | { readonly mismatch: SeenWave } | null> {
   const waiting = await awaitingWave(redis, prefix, jobId);
   if (waiting === null) return null;
+  // The record below carries the revision read here, which is the one compared: a plan revised
+  // after this read is not covered by the approval (the rollout asks again for a new revision).
+  if (seen && (seen.wave !== waiting.wave || seen.revision !== waiting.revision)) return { mismatch: { wave: waiting.wave, revision: waiting.revision } };
   const record: ApprovalRecord = { ...approver, wave: waiting.wave, revision: waiting.revision, at: new Date().toISOString() };
   const key = rolloutApprovalsKey(prefix, jobId);
   await redis.multi().hset(key, `w${waiting.wave}`, JSON.stringify(record)).expire(key, ROLLOUT_KEY_TTL_SECONDS).exec();

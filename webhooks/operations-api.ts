@@ -7,6 +7,7 @@ import { FastifyAdapter } from "@bull-board/fastify";
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from "fastify";
 import { Redis } from "ioredis";
 import { z } from "zod";
+import { blobStoreFor } from "../core/blob-store.ts";
 import { secretValues, type Config } from "../core/config.ts";
 import { SecretScrubber } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -214,6 +215,8 @@ export async function registerOperationsApi(app: FastifyInstance, deps: Operatio
 
     // Job views through the edge's queue client (it scrubs them); index and logs on the reader connection.
     registerJobsApi(scope, {
+      // A finished job's full log lives in the blob store once its Redis stream has expired.
+      logArchive: blobStoreFor(config.blobStore),
       reader: () => {
         const { logs, index } = auditConnection();
         return { queue, logs, index };
@@ -262,7 +265,8 @@ export async function registerOperationsApi(app: FastifyInstance, deps: Operatio
       const auditScope = ORPHAN_SCOPES.find((s) => s === requested);
       if (!auditScope) return reply.code(400).send({ error: "invalid", field: "scope", message: "scope: must be server or installation" });
       const fresh = req.query.fresh;
-      if (fresh !== undefined && fresh !== "0" && fresh !== "1") return reply.code(400).send({ error: "invalid", field: "fresh", message: "fresh: must be 1 or 0" });
+      if (fresh !== undefined && fresh !== "0" && fresh !== "1")
+        return reply.code(400).send({ error: "invalid", field: "fresh", message: "fresh: must be 1 or 0" });
       const outcome = await auditConnection().orphanAudits.run(auditScope, orphanAuditWaitMs, { fresh: fresh === "1" });
       if (outcome.state === "done") return outcome.report;
       if (outcome.state === "failed") {

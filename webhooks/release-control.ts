@@ -12,7 +12,7 @@ import type { Redis } from "ioredis";
 import type { Config } from "../core/config.ts";
 import { gitShaSchema, versionSchema } from "../core/ids.ts";
 import { repoRefSchema } from "../core/jobs.ts";
-import { approvalsOf, approveWaiting, awaitingWave, rejectionOf, rejectWaiting } from "../jobs/release-approval.ts";
+import { approvalsOf, approveSeen, awaitingWave, rejectionOf, rejectWaiting } from "../jobs/release-approval.ts";
 import { loadPlan } from "../jobs/release-plan.ts";
 import { rolloutPauseKey, ROLLOUT_KEY_TTL_SECONDS } from "../jobs/rollout-control.ts";
 import { RELEASES_LANE, type JobQueue } from "../jobs/queue.ts";
@@ -157,20 +157,18 @@ export function registerReleaseControl(app: FastifyInstance, deps: { config: Con
         return reply.code(409).send({ error: "conflict", message: `rollout ${jobId} is ${view.state}; nothing waits for approval` });
       }
       const approver = { by: tokenName, via: "api" as const };
-      const seen = body.data && "wave" in body.data ? body.data : null;
-      if (seen) {
-        const waiting = await awaitingWave(deps.redis, prefix, jobId);
-        if (waiting && (waiting.wave !== seen.wave || waiting.revision !== seen.revision)) {
-          return reply.code(409).send({
-            error: "conflict",
-            message: `rollout ${jobId} waits on wave ${waiting.wave} at plan revision ${waiting.revision}, not wave ${seen.wave} revision ${seen.revision}: review the plan again`,
-          });
-        }
-      }
+      const seen = body.data && "wave" in body.data ? body.data : undefined;
       const reason = body.data && "reason" in body.data ? body.data.reason : undefined;
       const decided =
-        action === "approve" ? await approveWaiting(deps.redis, prefix, jobId, approver) : await rejectWaiting(deps.redis, prefix, jobId, approver, reason);
+        action === "approve" ? await approveSeen(deps.redis, prefix, jobId, approver, seen) : await rejectWaiting(deps.redis, prefix, jobId, approver, reason);
       if (!decided) return reply.code(409).send({ error: "conflict", message: `rollout ${jobId} has no wave waiting for approval` });
+      if ("mismatch" in decided) {
+        const waiting = decided.mismatch;
+        return reply.code(409).send({
+          error: "conflict",
+          message: `rollout ${jobId} waits on wave ${waiting.wave} at plan revision ${waiting.revision}, not wave ${seen?.wave} revision ${seen?.revision}: review the plan again`,
+        });
+      }
       return reply.code(202).send({ jobId, action, wave: decided.wave, by: tokenName });
     });
   }

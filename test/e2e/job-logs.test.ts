@@ -118,6 +118,20 @@ describe("GET /v1/jobs/:id/logs", () => {
     }
   });
 
+  it("answers the whole log from the archive once the stream has expired", async () => {
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      // The hour's TTL, run out.
+      await redis.del(`${h.config.queuePrefix}:joblog:${jobId}`, `${h.config.queuePrefix}:joblog-size:${jobId}`);
+    } finally {
+      redis.disconnect();
+    }
+    const res = await logs(jobId);
+    expect(res.status).toBe(200);
+    expect(res.text).toBe(followed);
+    expect((await logs(jobId, "?follow=1")).text).toBe(followed);
+  });
+
   it("lists the job among the tenant's succeeded jobs (GET /v1/jobs)", async () => {
     const res = await h.request("GET", `/v1/jobs?tenant=${tenant}&state=succeeded`);
     expect(res.status).toBe(200);
