@@ -39,6 +39,7 @@ import { jobStateSchema, jobTriggerSchema } from "../jobs/job-view-schema.ts";
 import { approvalRecordSchema, rejectionRecordSchema } from "../jobs/release-plan-schema.ts";
 import { BEARER, documented, errorBody, errorResponses } from "./openapi-schemas.ts";
 import { authenticate } from "./tenant-api.ts";
+import { parseQuery } from "./query-params.ts";
 
 export const CONSOLE_PATH = "/console";
 
@@ -105,17 +106,6 @@ const lastJobsQuerySchema = z.strictObject({
     .describe("Tenants per page"),
   cursor: z.string().regex(TENANT_ID, "must be the `next` of a previous page").optional().describe("The previous page's `next`"),
 });
-
-/** zod's first issue as the API's 400, naming the parameter (as jobs-api.ts does). */
-function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.infer<S> {
-  const parsed = schema.safeParse(query ?? {});
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  if (issue?.code === "unrecognized_keys") throw new ValidationError(issue.keys[0] ?? "query", "is not a parameter of this route");
-  const field = issue?.path.map(String).join(".") || "query";
-  const message = issue?.code === "invalid_type" && issue.expected === "string" ? "must be given once" : (issue?.message ?? "invalid");
-  throw new ValidationError(field, message);
-}
 
 /** Field `w<n>` of a rollout's waves hash (worker/handlers/release-rollout.ts WaveSummary): only what the console shows. */
 const waveSummarySchema = z.object({

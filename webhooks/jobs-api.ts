@@ -19,6 +19,7 @@ import { logRenderer, type JobLogStore } from "../jobs/job-logs.ts";
 import type { JobQueue, JobView } from "../jobs/queue.ts";
 import { jobListItemSchema } from "../jobs/job-view-schema.ts";
 import { BEARER_OR_BASIC, documented, errorBody, errorResponses, textResponse } from "./openapi-schemas.ts";
+import { parseQuery } from "./query-params.ts";
 
 /** Every state a job view shows (core/jobs.ts JobState); the compiler keeps the two equal. */
 export const JOB_STATES = ["waiting", "running", "awaiting-approval", "succeeded", "failed", "superseded", "cancelled"] as const satisfies readonly JobState[];
@@ -95,17 +96,6 @@ const docs = {
     response: { 200: textResponse("The log, as text"), ...errorResponses(400, 401, 500, 503), 404: errorBody(404, "No such job") },
   },
 } satisfies Record<string, FastifySchema>;
-
-/** zod's first issue as the API's 400: the field it names, or the unknown parameter. */
-function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.infer<S> {
-  const parsed = schema.safeParse(query ?? {});
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  if (issue?.code === "unrecognized_keys") throw new ValidationError(issue.keys[0] ?? "query", "is not a parameter of this route");
-  const field = issue?.path.map(String).join(".") || "query";
-  const message = issue?.code === "invalid_type" && issue.expected === "string" ? "must be given once" : (issue?.message ?? "invalid");
-  throw new ValidationError(field, message);
-}
 
 /** A list entry: the job's view without its progress lines (GET /v1/jobs/:id and …/logs have them). */
 export type JobListItem = Omit<JobView, "progress">;
