@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig, secretValues } from "./config.ts";
 import { ConfigError } from "./errors.ts";
+import { parseRedisUrl } from "./redis.ts";
 
 const base = { PULUMI_CONFIG_PASSPHRASE: "config-test-passphrase", STACKRAIL_DATA_DIR: "/tmp/stackrail-config-test" };
 const load = (env: Record<string, string>) => loadConfig({ ...base, ...env }, "/tmp");
@@ -148,6 +149,20 @@ describe("STACKRAIL_MAX_JOB_CRASHES (issue 12)", () => {
   });
 });
 
+describe("GITOPS_REPO", () => {
+  it("refuses the git protocol, which Argo CD would be given as the repoURL, naming GITOPS_REPO", () => {
+    const err = refusal({ GITOPS_REPO: "git://127.0.0.1:9418/gitops.git" });
+    expect(err.variable).toBe("GITOPS_REPO");
+    expect(err.message).toMatch(/^GITOPS_REPO: .*git:\/\/ cannot be an Argo CD repoURL/);
+  });
+
+  it("accepts https, ssh, github: and a path", () => {
+    for (const repo of ["https://git.example.com/gitops.git", "ssh://git@git.example.com/gitops.git", "github:acme/gitops", "/srv/gitops.git"]) {
+      expect(load({ GITOPS_REPO: repo }).gitopsRepo).toBe(repo);
+    }
+  });
+});
+
 describe("GITOPS_MODE (issue 15 §4)", () => {
   it("commits directly unless told otherwise", () => {
     expect(load({}).gitopsMode).toBe("direct");
@@ -170,5 +185,99 @@ describe("GITOPS_MODE (issue 15 §4)", () => {
     expect(err.variable).toBe("GITOPS_MODE");
     expect(err.message).toMatch(/^GITOPS_MODE: /);
     expect(err.message).toMatch(message);
+  });
+});
+
+describe("REDIS_URL: one server or a Redis Cluster (issue 14, §3)", () => {
+  const LOCAL = { LOCAL_REDIS_URL: "redis://127.0.0.1:6379/1" };
+
+  it("keeps a server's URL as given, and its queue prefix", () => {
+    const config = load({ REDIS_URL: "redis://127.0.0.1:6380/2" });
+    expect(config.redisUrl).toBe("redis://127.0.0.1:6380/2");
+    expect(config.queuePrefix).toBe("stackrail");
+    expect(config.localRedisUrl).toBe("redis://127.0.0.1:6380/0");
+    expect(parseRedisUrl(config.redisUrl)).toEqual({ kind: "standalone", url: "redis://127.0.0.1:6380/2" });
+  });
+
+  it("parses a cluster's seed nodes, TLS and credentials", () => {
+    expect(parseRedisUrl("redis+cluster://10.0.0.1:7000,node-2.example.internal:7001,[::1]:7002,node-4")).toEqual({
+      kind: "cluster",
+      nodes: [
+        { host: "10.0.0.1", port: 7000 },
+        { host: "node-2.example.internal", port: 7001 },
+        { host: "::1", port: 7002 },
+        { host: "node-4", port: 6379 },
+      ],
+      tls: false,
+      username: undefined,
+      password: undefined,
+    });
+    expect(parseRedisUrl("rediss+cluster://app:p%40ss@a:7000,b:7000/")).toMatchObject({ kind: "cluster", tls: true, username: "app", password: "p@ss" });
+    expect(parseRedisUrl("redis+cluster://:secret-pw@a:7000/0?")).toMatchObject({ username: undefined, password: "secret-pw" });
+  });
+
+  it("wraps a cluster's queue prefix in a hash tag unless it has one, and scrubs the cluster's password", () => {
+    const config = load({ ...LOCAL, REDIS_URL: "redis+cluster://:cluster-secret@127.0.0.1:7000,127.0.0.1:7001" });
+    expect(config.queuePrefix).toBe("{stackrail}");
+    expect(secretValues(config)).toContain("cluster-secret");
+    expect(load({ ...LOCAL, REDIS_URL: "redis+cluster://a:7000", STACKRAIL_QUEUE_PREFIX: "acme-prod" }).queuePrefix).toBe("{acme-prod}");
+    expect(load({ ...LOCAL, REDIS_URL: "redis+cluster://a:7000", STACKRAIL_QUEUE_PREFIX: "acme:{prod}" }).queuePrefix).toBe("acme:{prod}");
+    // On one server a hash tag is allowed and kept; nothing is wrapped.
+    expect(load({ STACKRAIL_QUEUE_PREFIX: "{acme}" }).queuePrefix).toBe("{acme}");
+    expect(load({ STACKRAIL_QUEUE_PREFIX: "acme" }).queuePrefix).toBe("acme");
+  });
+
+  it.each([
+    ["http://127.0.0.1:6379", /scheme redis:, rediss:, redis\+cluster: or rediss\+cluster:/],
+    ["not a url", /scheme redis:/],
+    ["redis+cluster://", /needs at least one node/],
+    ["redis+cluster:///", /needs at least one node/],
+    ["redis+cluster://a:7000,,b:7001", /node #2 is empty/],
+    ["redis+cluster://a:0", /node #1 has an invalid port/],
+    ["redis+cluster://a:70000", /node #1 has an invalid port/],
+    ["redis+cluster://a:7000,b:x", /node #2 has an invalid port/],
+    ["redis+cluster://a:7000,b:", /node #2 has an invalid port/],
+    ["redis+cluster://a:7000,:7001", /node #2 has no valid host name/],
+    ["redis+cluster://a_b:7000", /node #1 has no valid host name/],
+    ["redis+cluster://a:7000/3", /database 0 only/],
+    ["redis+cluster://a:7000?tls=1", /unknown Redis Cluster URL option "tls"/],
+    ["redis+cluster://a:7000#x", /no #fragment/],
+    ["redis+cluster://u:%zz@a:7000", /password is not valid percent-encoding/],
+    ["redis+cluster:/a:7000", /scheme redis:/],
+  ])("refuses REDIS_URL=%j, naming the variable", (value, message) => {
+    const err = refusal({ ...LOCAL, REDIS_URL: value });
+    expect(err.variable).toBe("REDIS_URL");
+    expect(err.message).toMatch(/^REDIS_URL: /);
+    expect(err.message).toMatch(message);
+  });
+
+  it("never repeats a refused URL's password", () => {
+    const err = refusal({ ...LOCAL, REDIS_URL: "redis+cluster://u:hunter2-secret@a:7000/5" });
+    expect(err.message).not.toContain("hunter2-secret");
+  });
+
+  it.each([
+    ["{}", /one hash tag/],
+    ["{stackrail", /one hash tag/],
+    ["stackrail}", /one hash tag/],
+    ["{a}{b}", /one hash tag/],
+    ["{a{b}}", /one hash tag/],
+    ["stack rail", /must match/],
+    ["t:{x}", /tenant cache key spaces/],
+  ])("refuses STACKRAIL_QUEUE_PREFIX=%j", (value, message) => {
+    for (const REDIS_URL of ["redis://127.0.0.1:6379", "redis+cluster://a:7000"]) {
+      const err = refusal({ ...LOCAL, REDIS_URL, STACKRAIL_QUEUE_PREFIX: value });
+      expect(err.variable).toBe("STACKRAIL_QUEUE_PREFIX");
+      expect(err.message).toMatch(message);
+    }
+  });
+
+  it("requires LOCAL_REDIS_URL, a server URL, when REDIS_URL is a cluster (tenant caches need a standalone server)", () => {
+    const err = refusal({ REDIS_URL: "redis+cluster://a:7000" });
+    expect(err.variable).toBe("LOCAL_REDIS_URL");
+    expect(err.message).toMatch(/required when REDIS_URL is a Redis Cluster/);
+    const cluster = refusal({ REDIS_URL: "redis+cluster://a:7000", LOCAL_REDIS_URL: "redis+cluster://b:7000" });
+    expect(cluster.variable).toBe("LOCAL_REDIS_URL");
+    expect(load({ REDIS_URL: "redis+cluster://a:7000", LOCAL_REDIS_URL: "redis://cache:6379/2" }).localRedisUrl).toBe("redis://cache:6379/2");
   });
 });

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { DEFAULT_DEPLOY_PATHS, parseDeployPaths, type DeployPaths } from "./deploy-paths.ts";
 import { BlobUrlError, parseBlobUrl, type BlobLocation } from "./blob-url.ts";
 import { ConfigError } from "./errors.ts";
+import { parseRedisUrl, type RedisTarget } from "./redis.ts";
 import { urlCredentials } from "./urls.ts";
 
 export interface ApiToken {
@@ -21,7 +22,9 @@ export type GitHubCredentials =
 export interface Config {
   readonly port: number;
   readonly host: string;
+  /** REDIS_URL as given: `redis://`, `rediss://`, or a cluster's `redis+cluster://host:port,…` (core/redis.ts). */
   readonly redisUrl: string;
+  /** Every installation key starts with it; on a Redis Cluster it carries a hash tag (`{stackrail}`), see queuePrefixFor. */
   readonly queuePrefix: string;
   readonly webhookSecrets: readonly string[];
   readonly apiTokens: readonly ApiToken[];
@@ -177,7 +180,8 @@ const booleanFlag = z
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
   const dataDir = path.resolve(cwd, env.STACKRAIL_DATA_DIR ?? "./.stackrail");
-  const redisUrl = field("REDIS_URL", urlWith(["redis:", "rediss:"]), env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const redisUrl = env.REDIS_URL ?? "redis://127.0.0.1:6379";
+  const redisTarget = parseRedisUrl(redisUrl, "REDIS_URL");
 
   const backend = env.PULUMI_BACKEND_URL ?? `file://${path.join(dataDir, "state")}`;
   field("PULUMI_BACKEND_URL", z.string().regex(/^(file|s3|gs|azblob|https?):\/\//, "must be a Pulumi backend URL (file://, s3://, https://...)"), backend);
@@ -205,22 +209,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   }
 
   const port = field("PORT", intIn(0, 65535), env.PORT ?? "8080");
-  const gitopsRepo = field("GITOPS_REPO", z.string().min(1), env.GITOPS_REPO ?? path.join(dataDir, "gitops.git"));
+  // Argo CD clones GITOPS_REPO too (it is the repoURL of the committed objects): the git protocol
+  // would pass here and fail the first job after its `up`.
+  const gitopsRepo = field(
+    "GITOPS_REPO",
+    z
+      .string()
+      .min(1)
+      .refine((v) => !/^git:\/\//i.test(v), "git:// cannot be an Argo CD repoURL: use https://, ssh:// or github:OWNER/REPO"),
+    env.GITOPS_REPO ?? path.join(dataDir, "gitops.git"),
+  );
   const rolloutWaves = parseWaves(env.STACKRAIL_ROLLOUT_WAVES ?? "eu-west-1;eu-central-1,us-east-1");
   return {
     port,
     host: field("HOST", z.string().min(1), env.HOST ?? "0.0.0.0"),
     redisUrl,
-    queuePrefix: field(
-      "STACKRAIL_QUEUE_PREFIX",
-      z
-        .string()
-        .regex(/^[A-Za-z0-9:_-]{1,64}$/, "must match [A-Za-z0-9:_-]{1,64}")
-        // Tenant and preview cache users own `t:<id>:*` and `p:<key>:*`: a queue prefix of `t` would
-        // put the queue's keys inside a tenant's key pattern (and its deprovision purge).
-        .refine((v) => !/^[tps](:|$)/i.test(v), "must not be t, s or p (or start with t:, s:, p:), the tenant cache key spaces"),
-      env.STACKRAIL_QUEUE_PREFIX ?? "stackrail",
-    ),
+    queuePrefix: queuePrefixFor(env.STACKRAIL_QUEUE_PREFIX ?? "stackrail", redisTarget),
     webhookSecrets: parseWebhookSecrets(env.GITHUB_WEBHOOK_SECRET),
     apiTokens: parseTokens(env.STACKRAIL_API_TOKENS),
     dataDir,
@@ -233,7 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     github,
     githubApiUrl: field("GITHUB_API_URL", urlWith(["https:", "http:"]), env.GITHUB_API_URL ?? "https://api.github.com").replace(/\/$/, ""),
     localMysqlUrl: field("LOCAL_MYSQL_URL", urlWith(["mysql:"]), env.LOCAL_MYSQL_URL ?? "mysql://root@127.0.0.1:3306"),
-    localRedisUrl: field("LOCAL_REDIS_URL", urlWith(["redis:", "rediss:"]), env.LOCAL_REDIS_URL ?? tenantCacheDefault(redisUrl)),
+    localRedisUrl: localRedisUrlFor(env.LOCAL_REDIS_URL, redisTarget),
     concurrency: field("STACKRAIL_CONCURRENCY", intIn(1, 64), env.STACKRAIL_CONCURRENCY ?? "2"),
     shutdownGraceMs: field("STACKRAIL_SHUTDOWN_GRACE_MS", intIn(0, 3_600_000), env.STACKRAIL_SHUTDOWN_GRACE_MS ?? "30000"),
     logLevel: field("LOG_LEVEL", z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), env.LOG_LEVEL ?? "info"),
@@ -355,6 +359,46 @@ function parseRepositories(raw: string | undefined): { any: boolean; names: stri
   return { any, names };
 }
 
+/** The queue's hash tag, `{…}` with something inside (Redis hashes only that part of a key to a slot). */
+const HASH_TAG = /\{([^{}]+)\}/;
+
+/**
+ * STACKRAIL_QUEUE_PREFIX. On a Redis Cluster every key of the installation must live in one slot
+ * (BullMQ's scripts and the lanes' touch many keys at once), so the prefix carries a hash tag: one
+ * given as `{…}` (anywhere in it) is kept; a prefix without one is wrapped whole, `stackrail`
+ * becoming `{stackrail}`. On a single server the prefix is used as given (braces allowed).
+ */
+export function queuePrefixFor(raw: string, redis: RedisTarget): string {
+  const prefix = field(
+    "STACKRAIL_QUEUE_PREFIX",
+    z
+      .string()
+      .regex(/^[A-Za-z0-9:_{}-]{1,64}$/, "must match [A-Za-z0-9:_{}-]{1,64}")
+      // At most one hash tag, well formed: `a{b}c`, never `{}`, `{a`, `a}` or `{a}{b}`.
+      .refine((v) => /^[^{}]*(\{[^{}]+\}[^{}]*)?$/.test(v), "may hold one hash tag {…} with something inside, and no other braces")
+      // Tenant and preview cache users own `t:<id>:*` and `p:<key>:*`: a queue prefix of `t` would
+      // put the queue's keys inside a tenant's key pattern (and its deprovision purge).
+      .refine((v) => !/^[tps](:|$)/i.test(v), "must not be t, s or p (or start with t:, s:, p:), the tenant cache key spaces"),
+    raw,
+  );
+  return redis.kind === "cluster" && !HASH_TAG.test(prefix) ? `{${prefix}}` : prefix;
+}
+
+/**
+ * LOCAL_REDIS_URL: tenant caches need a standalone server (ACL users confined to a key prefix,
+ * a database of their own, a purge that scans the server). With REDIS_URL a cluster there is no
+ * such default: the variable must be set (main.ts also refuses a server with cluster mode on).
+ */
+function localRedisUrlFor(raw: string | undefined, redis: RedisTarget): string {
+  if (raw === undefined && redis.kind === "cluster") {
+    throw new ConfigError(
+      "LOCAL_REDIS_URL",
+      "is required when REDIS_URL is a Redis Cluster: tenant caches need a standalone Redis server (redis://host:port/db)",
+    );
+  }
+  return field("LOCAL_REDIS_URL", urlWith(["redis:", "rediss:"]), raw ?? tenantCacheDefault(redis.kind === "standalone" ? redis.url : ""));
+}
+
 /**
  * Tenant caches default to the queue's Redis server but never the queue's database: the queue's
  * database + 1 (database 0 when the queue is elsewhere). Tenant users may only touch their own key
@@ -452,7 +496,7 @@ export function secretValues(config: Config): string[] {
     config.github.kind === "app" ? config.github.privateKey : undefined,
     passwordOf(config.localMysqlUrl),
     passwordOf(config.localRedisUrl),
-    passwordOf(config.redisUrl),
+    redisPasswordOf(config.redisUrl),
     // User information of every configured URL (file:// included, which WHATWG URL cannot parse).
     ...[config.gitopsRepo, config.appRepoUrl, config.githubApiUrl, config.pulumiBackendUrl, config.publicUrl, config.argocdDestination].flatMap(urlCredentials),
     config.metricsToken,
@@ -460,6 +504,16 @@ export function secretValues(config: Config): string[] {
     ...(config.healthUrl === undefined ? [] : urlCredentials(config.healthUrl)),
   ];
   return values.filter((v): v is string => typeof v === "string" && v.length >= 4);
+}
+
+/** REDIS_URL's password, a cluster URL's included (WHATWG URL cannot parse a list of nodes). */
+function redisPasswordOf(url: string): string | undefined {
+  try {
+    const target = parseRedisUrl(url);
+    return target.kind === "cluster" ? target.password : passwordOf(target.url);
+  } catch {
+    return passwordOf(url);
+  }
 }
 
 function passwordOf(url: string): string | undefined {

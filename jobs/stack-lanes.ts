@@ -46,16 +46,25 @@ return 1
 `;
 
 const SUPERSEDE_OLDER = `
--- KEYS[1] lane, KEYS[2] lease   ARGV: newJobId, kind, metaPrefix
+-- KEYS[1] lane, KEYS[2] lease, KEYS[3..n] the records (jobmeta) of the jobs ARGV[3..n] (same order)
+-- ARGV: newJobId, kind, the ids ahead of newJobId in the lane when the caller read it
+-- Returns {'ok', superseded ids...}, or {'changed'} when a job ahead of newJobId is not among the
+-- ids given (the lane changed since the caller read it: read it again).
 -- Only a job still waiting in the lane supersedes: one that left it (itself superseded by a newer
 -- job whose supersede ran first, cancelled, finished) must not reach past itself to newer jobs.
-if not redis.call('LPOS', KEYS[1], ARGV[1]) then return {} end
+if not redis.call('LPOS', KEYS[1], ARGV[1]) then return {'ok'} end
+local metaOf = {}
+for i = 3, #ARGV do metaOf[ARGV[i]] = KEYS[i] end
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
-local holder = redis.call('GET', KEYS[2])
-local out = {}
 for _, id in ipairs(ids) do
   if id == ARGV[1] then break end
-  local mk = ARGV[3] .. id
+  if not metaOf[id] then return {'changed'} end
+end
+local holder = redis.call('GET', KEYS[2])
+local out = {'ok'}
+for _, id in ipairs(ids) do
+  if id == ARGV[1] then break end
+  local mk = metaOf[id]
   local meta = redis.call('HMGET', mk, 'kind', 'acquired')
   if meta[1] == ARGV[2] and meta[2] ~= '1' and holder ~= id then
     redis.call('HSET', mk, 'supersededBy', ARGV[1])
@@ -288,12 +297,8 @@ export class StackLanes {
     return `${this.#prefix}:lane-lease:${stack}`;
   }
 
-  #metaPrefix(): string {
-    return `${this.#prefix}:jobmeta:`;
-  }
-
   #metaKey(jobId: string): string {
-    return `${this.#metaPrefix()}${jobId}`;
+    return `${this.#prefix}:jobmeta:${jobId}`;
   }
 
   #jobKey(jobId: string): string {
@@ -326,9 +331,28 @@ export class StackLanes {
    * in the background: the caller (the edge) answers without waiting for that.
    */
   async supersedeOlder(stack: string, newJobId: string, kind: string): Promise<string[]> {
-    const out = (await this.#redis.eval(SUPERSEDE_OLDER, 2, this.laneKey(stack), this.#leaseKey(stack), newJobId, kind, this.#metaPrefix())) as string[];
-    if (out.length > 0) void this.#afterRemoval(stack, out).catch(() => undefined);
-    return out;
+    // The records of the jobs ahead are keys the script must be given: read the lane first (jobs
+    // only ever join at the back, so the script rarely finds one ahead that it was not given).
+    for (let turn = 0; turn < 16; turn++) {
+      const lane = await this.#redis.lrange(this.laneKey(stack), 0, -1);
+      const at = lane.indexOf(newJobId);
+      if (at < 0) return [];
+      const ahead = lane.slice(0, at);
+      const [answer, ...out] = (await this.#redis.eval(
+        SUPERSEDE_OLDER,
+        2 + ahead.length,
+        this.laneKey(stack),
+        this.#leaseKey(stack),
+        ...ahead.map((id) => this.#metaKey(id)),
+        newJobId,
+        kind,
+        ...ahead,
+      )) as string[];
+      if (answer === "changed") continue;
+      if (out.length > 0) void this.#afterRemoval(stack, out).catch(() => undefined);
+      return out;
+    }
+    return [];
   }
 
   /**

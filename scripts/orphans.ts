@@ -4,7 +4,7 @@
 //   exit 0: nothing found; 1: something found (or a repair refused); 2: the audit could not read
 //   every source (see "incomplete"), or the configuration is invalid.
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
+import { connectRedis } from "../core/redis.ts";
 import { loadConfig, type Config } from "../core/config.ts";
 import { engineLocation } from "../core/engine.ts";
 import { ConfigError, StackrailError } from "../core/errors.ts";
@@ -87,7 +87,7 @@ async function main(): Promise<number> {
   const scope = (values.scope ?? config.orphanScope) as OrphanScope;
   if (scope !== "server" && scope !== "installation") fail("--scope must be server or installation");
 
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, connectTimeout: 5_000, lazyConnect: true });
+  const redis = connectRedis(config.redisUrl, { maxRetriesPerRequest: 2, connectTimeout: 5_000, lazyConnect: true });
   redis.on("error", () => undefined);
   await redis.connect().catch((err: unknown) => fail(`REDIS_URL: cannot reach Redis (${(err as Error).message})`));
   const queue = new JobQueue({ connection: redis, prefix: config.queuePrefix });

@@ -24,11 +24,12 @@
 // only, no inline script, no string-to-HTML sinks (Trusted Types), no framing, no form posts.
 import { readFileSync } from "node:fs";
 import type { FastifyInstance, FastifyReply, FastifySchema } from "fastify";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { connectRedis } from "../core/redis.ts";
 import { z } from "zod";
 import type { Config } from "../core/config.ts";
 import { NotFoundError, ValidationError } from "../core/errors.ts";
-import { previewStackName } from "../core/ids.ts";
+import { previewStackName, TENANT_ID_PATTERN } from "../core/ids.ts";
 import { jobIdSchema } from "../core/jobs.ts";
 import { JobIndex, type IndexEntry } from "../jobs/job-index.ts";
 import { approvalsOf, awaitingWave, rejectionOf } from "../jobs/release-approval.ts";
@@ -39,7 +40,7 @@ import { jobStateSchema, jobTriggerSchema } from "../jobs/job-view-schema.ts";
 import { approvalRecordSchema, rejectionRecordSchema } from "../jobs/release-plan-schema.ts";
 import { BEARER, documented, errorBody, errorResponses } from "./openapi-schemas.ts";
 import { authenticate } from "./tenant-api.ts";
-import { parseQuery } from "./query-params.ts";
+import { limitParam, parseQuery } from "./query-params.ts";
 
 export const CONSOLE_PATH = "/console";
 
@@ -72,24 +73,13 @@ const PREVIEW_SCAN_PER_ITEM = 4;
 const PREVIEW_SCAN_MAX = 400;
 /** Job views read at once (each is a few Redis reads): bounds one request's share of the connection. */
 const VIEW_BATCH = 50;
-const TENANT_ID = /^[a-z][a-z0-9-]{1,38}[a-z0-9]$/;
 
 const releasesQuerySchema = z.strictObject({
-  limit: z.coerce
-    .number({ message: "must be a whole number" })
-    .int("must be a whole number")
-    .min(1, "must be at least 1")
-    .max(RELEASES_LIMIT_MAX, `must be at most ${RELEASES_LIMIT_MAX}`)
-    .default(20),
+  limit: limitParam(RELEASES_LIMIT_MAX, 20),
 });
 
 const previewsQuerySchema = z.strictObject({
-  limit: z.coerce
-    .number({ message: "must be a whole number" })
-    .int("must be a whole number")
-    .min(1, "must be at least 1")
-    .max(PREVIEWS_LIMIT_MAX, `must be at most ${PREVIEWS_LIMIT_MAX}`)
-    .default(20),
+  limit: limitParam(PREVIEWS_LIMIT_MAX, 20),
   /** `1`: destroyed previews too. */
   closed: z.enum(["0", "1"], { message: "must be 1 or 0" }).default("0"),
 });
@@ -97,14 +87,8 @@ const previewsQuerySchema = z.strictObject({
 const noQuerySchema = z.strictObject({});
 
 const lastJobsQuerySchema = z.strictObject({
-  limit: z.coerce
-    .number({ message: "must be a whole number" })
-    .int("must be a whole number")
-    .min(1, "must be at least 1")
-    .max(LAST_JOBS_LIMIT_MAX, `must be at most ${LAST_JOBS_LIMIT_MAX}`)
-    .default(100)
-    .describe("Tenants per page"),
-  cursor: z.string().regex(TENANT_ID, "must be the `next` of a previous page").optional().describe("The previous page's `next`"),
+  limit: limitParam(LAST_JOBS_LIMIT_MAX, 100).describe("Tenants per page"),
+  cursor: z.string().regex(TENANT_ID_PATTERN, "must be the `next` of a previous page").optional().describe("The previous page's `next`"),
 });
 
 /** Field `w<n>` of a rollout's waves hash (worker/handlers/release-rollout.ts WaveSummary): only what the console shows. */
@@ -329,7 +313,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
   let reader: Reader | undefined;
   const read = (): Reader => {
     if (!reader) {
-      const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, connectTimeout: 5_000 });
+      const redis = connectRedis(config.redisUrl, { maxRetriesPerRequest: 2, connectTimeout: 5_000 });
       redis.on("error", () => undefined);
       reader = { redis, index: new JobIndex(redis, prefix) };
     }
@@ -481,7 +465,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
       await index.sweep(queue.queue);
       // A page of tenant ids, in id order after the cursor. The ids only (TenantIndex's set of
       // ids, core/tenant-index.ts), not every tenant's record: those are /v1/tenants's to read.
-      const all = (await redis.smembers(`${prefix}:tenants`)).filter((id) => TENANT_ID.test(id)).sort();
+      const all = (await redis.smembers(`${prefix}:tenants`)).filter((id) => TENANT_ID_PATTERN.test(id)).sort();
       const from = q.cursor === undefined ? 0 : all.findIndex((id) => id > (q.cursor ?? ""));
       const ids = from < 0 ? [] : all.slice(from, from + q.limit);
       const next = from >= 0 && from + q.limit < all.length ? (ids.at(-1) ?? null) : null;

@@ -5,15 +5,16 @@
 // token in onRequest (before the body; each route still authorizes for itself), a route that does
 // not exist answers 404 unread, and the webhook route has its own budget (github-ingress.ts).
 // A request's headers and body must arrive within STACKRAIL_REQUEST_TIMEOUT_MS.
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { Redis } from "ioredis";
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { Redis } from "ioredis";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { z } from "zod";
 import type { ApiToken, Config } from "../core/config.ts";
 import { StackrailError, ValidationError } from "../core/errors.ts";
+import { edgeConnection } from "../core/redis.ts";
 import type { Logger } from "../core/logger.ts";
 import type { JobQueue } from "../jobs/queue.ts";
-import { registerGitHubIngress } from "./github-ingress.ts";
+import { registerGitHubIngress, WEBHOOK_ROUTE } from "./github-ingress.ts";
 import { registerOpenApi } from "./openapi.ts";
 import { BEARER_OR_BASIC, PUBLIC, documented, errorResponses, textResponse } from "./openapi-schemas.ts";
 import { isRedisUnavailable } from "./redis-errors.ts";
@@ -48,16 +49,8 @@ export interface HttpServerDeps {
  * so a request answers 503 within a second rather than hanging. Wait for 'ready' before serving.
  */
 export function createEdgeRedis(url: string): Redis {
-  const redis = new Redis(url, {
-    enableOfflineQueue: false,
-    commandTimeout: 500,
-    connectTimeout: 1_000,
-    maxRetriesPerRequest: 1,
-    retryStrategy: (times) => Math.min(times * 100, 1_000),
-  });
-  // Reconnects are handled by retryStrategy; an unhandled 'error' event would crash the process.
-  redis.on("error", () => undefined);
-  return redis;
+  // A server or a Redis Cluster, as the URL says (core/redis.ts).
+  return edgeConnection(url);
 }
 
 const READINESS_TIMEOUT_MS = 1_000;
@@ -110,6 +103,10 @@ export async function buildHttpServer(deps: HttpServerDeps): Promise<FastifyInst
     // Socket inactivity; between keep-alive requests Node uses keepAliveTimeout (Fastify: 72 s, above an ALB's 60 s).
     connectionTimeout: deps.config.requestTimeoutMs,
     http: httpServerTimeouts(deps.config.requestTimeoutMs),
+    // The webhook route writes one line per delivery itself (github-ingress.ts), so Fastify's two
+    // per-request lines (incoming, completed) are left out for it, and for it only. (A route
+    // logLevel would do the same, but makes pino rebuild the log methods of every request's child.)
+    logController: new LogController({ disableRequestLogging: (req) => req.routeOptions?.url === WEBHOOK_ROUTE }),
   }) as unknown as FastifyInstance;
   // First: it collects every route registered after it into GET /openapi.json (public; see openapi.ts).
   await registerOpenApi(app);

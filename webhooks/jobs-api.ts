@@ -19,7 +19,7 @@ import { logRenderer, type JobLogStore } from "../jobs/job-logs.ts";
 import type { JobQueue, JobView } from "../jobs/queue.ts";
 import { jobListItemSchema } from "../jobs/job-view-schema.ts";
 import { BEARER_OR_BASIC, documented, errorBody, errorResponses, textResponse } from "./openapi-schemas.ts";
-import { parseQuery } from "./query-params.ts";
+import { limitParam, parseQuery } from "./query-params.ts";
 
 /** Every state a job view shows (core/jobs.ts JobState); the compiler keeps the two equal. */
 export const JOB_STATES = ["waiting", "running", "awaiting-approval", "succeeded", "failed", "superseded", "cancelled"] as const satisfies readonly JobState[];
@@ -56,12 +56,7 @@ const listQuerySchema = z.strictObject({
   state: z.enum(JOB_STATES, { message: `must be one of ${JOB_STATES.join(", ")}` }).optional(),
   tenant: tenantIdSchema.optional(),
   since: z.iso.datetime({ offset: true, message: "must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z" }).optional(),
-  limit: z.coerce
-    .number({ message: "must be a whole number" })
-    .int("must be a whole number")
-    .min(1, "must be at least 1")
-    .max(LIST_LIMIT_MAX, `must be at most ${LIST_LIMIT_MAX}`)
-    .default(LIST_LIMIT_DEFAULT),
+  limit: limitParam(LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT),
   cursor: cursorSchema.optional(),
 });
 

@@ -5,7 +5,8 @@ import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from "fastify";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { connectRedis } from "../core/redis.ts";
 import { z } from "zod";
 import { blobStoreFor } from "../core/blob-store.ts";
 import { secretValues, type Config } from "../core/config.ts";
@@ -181,7 +182,7 @@ export async function registerOperationsApi(app: FastifyInstance, deps: Operatio
   let audit: Reader | undefined;
   const auditConnection = (): Reader => {
     if (!audit) {
-      const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, connectTimeout: 5_000 });
+      const redis = connectRedis(config.redisUrl, { maxRetriesPerRequest: 2, connectTimeout: 5_000 });
       redis.on("error", () => undefined);
       audit = {
         redis,

@@ -5,11 +5,15 @@
 // claims, BullMQ's adds and the stored answers of all the requests being handled) leaves in one
 // writev() when the turn's I/O is done (setImmediate). Replies, order and timeouts are unchanged:
 // only when the bytes leave changes, by less than one turn.
+// On a Redis Cluster (core/redis.ts) there is no one socket to cork: each node has its own,
+// and the batcher does nothing (commands leave as ioredis writes them).
 import type { Redis } from "ioredis";
+import { isCluster } from "../core/redis.ts";
 
 export type BatchWrites = () => void;
 
 export function redisWriteBatcher(redis: Redis): BatchWrites {
+  if (isCluster(redis)) return () => undefined;
   let corked = false;
   const uncork = (stream: Redis["stream"]) => {
     corked = false;

@@ -126,17 +126,23 @@ export function localStackGuard(store: StackLockStore, host: string = hostname()
 }
 
 const CLAIM = `
--- KEYS[1] owner key, KEYS[2] own stacks set   ARGV: workerKeyPrefix, member, record, ownerTtlS, ttlMs
+-- KEYS[1] owner key, KEYS[2] own stacks set, KEYS[3] the owner's worker key, KEYS[4] its stacks set
+-- ARGV: owner record as the caller read it ('' = none), member, record, ownerTtlS, ttlMs, the owner's workerId ('' = none)
+-- The owner's keys are declared (Redis Cluster), so the caller reads the record first: {'changed'}
+-- when it changed meanwhile (read it again).
 local cur = redis.call('GET', KEYS[1])
+if (cur or '') ~= ARGV[1] then return {'changed', cur or '', '', 0} end
 -- What is left of a record's expiry (renewed on each beat of its worker) says when it last beat.
 local left = redis.call('PTTL', KEYS[1])
 local state = 'free'
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
   if ok and type(rec) == 'table' and type(rec.workerId) == 'string' then
-    local hb = ARGV[1] .. rec.workerId
+    -- The caller's reading of the record named other keys: do not judge this owner; wait.
+    if rec.workerId ~= ARGV[6] then return {'busy', cur, '', left} end
+    local hb = KEYS[3]
     local alive = redis.call('EXISTS', hb) == 1
-    if alive and redis.call('SISMEMBER', hb .. ':stacks', ARGV[2]) == 1 then
+    if alive and redis.call('SISMEMBER', KEYS[4], ARGV[2]) == 1 then
       return {'busy', cur, redis.call('GET', hb) or '', redis.call('PTTL', hb)}
     end
     -- A live worker that no longer runs this stack left its record (its clean-up failed): stale.
@@ -166,6 +172,16 @@ end
 redis.call('SREM', KEYS[2], ARGV[1])
 return 1
 `;
+
+/** The workerId of an owner record as the claim script reads it (any JSON object with a string workerId), else ''. */
+function ownerWorkerId(text: string): string {
+  try {
+    const r = JSON.parse(text) as { workerId?: unknown } | null;
+    return typeof r === "object" && r !== null && typeof r.workerId === "string" ? r.workerId : "";
+  } catch {
+    return "";
+  }
+}
 
 function parseRecord(text: string): StackOwnerRecord | undefined {
   try {
@@ -250,22 +266,35 @@ export class RedisStackGuard implements StackGuard {
     const written = [JSON.stringify(record)];
 
     // Redis away at this moment is worth another try, not a failed job.
-    const tryClaim = async (): Promise<[string, string, string, number]> =>
-      (await this.#redis
-        .eval(
-          CLAIM,
-          2,
-          ownerKey,
-          this.#presence.stacksKey,
-          workerKey(prefix, ""),
-          member,
-          written[0] as string,
-          String(OWNER_RECORD_TTL_S),
-          String(this.#presence.ttlMs),
-        )
-        .catch((err: unknown) => {
-          throw new TransientError("could not claim the stack: Redis did not answer", { cause: err });
-        })) as [string, string, string, number];
+    const claimOnce = async (): Promise<[string, string, string, number]> => {
+      const cur = (await this.#redis.get(ownerKey)) ?? "";
+      const ownerId = ownerWorkerId(cur);
+      const ownerWorker = workerKey(prefix, ownerId);
+      return (await this.#redis.eval(
+        CLAIM,
+        4,
+        ownerKey,
+        this.#presence.stacksKey,
+        ownerWorker,
+        `${ownerWorker}:stacks`,
+        cur,
+        member,
+        written[0] as string,
+        String(OWNER_RECORD_TTL_S),
+        String(this.#presence.ttlMs),
+        ownerId,
+      )) as [string, string, string, number];
+    };
+    const tryClaim = async (): Promise<[string, string, string, number]> => {
+      try {
+        for (let turn = 0; ; turn++) {
+          const answer = await claimOnce();
+          if (answer[0] !== "changed" || turn >= 16) return answer[0] === "changed" ? ["busy", answer[1], "", 0] : answer;
+        }
+      } catch (err) {
+        throw new TransientError("could not claim the stack: Redis did not answer", { cause: err });
+      }
+    };
 
     let claimed = await tryClaim();
     if (claimed[0] === "busy") {

@@ -35,31 +35,38 @@ export function laneKeys(prefix: string): LaneKeys {
  * and was registered longer ago than the grace: the lane's own acquire drops exactly these.
  */
 const DEAD_ENTRIES = `
--- KEYS[1] lane   ARGV: metaPrefix, jobPrefix, graceMs, remove ('1' removes them)
+-- KEYS[1] lane, then per entry i (ARGV[2 + i]): KEYS[2i] its record (jobmeta), KEYS[2i + 1] its BullMQ job
+-- ARGV: graceMs, remove ('1' removes them), the lane's ids as the caller read them
+-- Every key is declared (Redis Cluster): entries that joined since the caller read the lane are
+-- new, not dead, and are left alone; entries that left it meanwhile are skipped.
 local t = redis.call('TIME')
 local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead = {}
-for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local jk = ARGV[2] .. id
-  local gone = false
-  if redis.call('EXISTS', jk) == 0 then
-    local reg = tonumber(redis.call('HGET', ARGV[1] .. id, 'registeredAt') or '0')
-    gone = (nowMs - reg) > tonumber(ARGV[3])
-  elseif redis.call('HEXISTS', jk, 'finishedOn') == 1 then
-    gone = true
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local mk = KEYS[2 * (i - 2)]
+  local jk = KEYS[2 * (i - 2) + 1]
+  if redis.call('LPOS', KEYS[1], id) then
+    local gone = false
+    if redis.call('EXISTS', jk) == 0 then
+      local reg = tonumber(redis.call('HGET', mk, 'registeredAt') or '0')
+      gone = (nowMs - reg) > tonumber(ARGV[1])
+    elseif redis.call('HEXISTS', jk, 'finishedOn') == 1 then
+      gone = true
+    end
+    if gone then table.insert(dead, id) end
   end
-  if gone then table.insert(dead, id) end
 end
-if ARGV[4] == '1' then for _, id in ipairs(dead) do redis.call('LREM', KEYS[1], 0, id) end end
+if ARGV[2] == '1' then for _, id in ipairs(dead) do redis.call('LREM', KEYS[1], 0, id) end end
 return dead
 `;
 
 /** A lease whose holder job is gone or finished; removed only if that is still so (ARGV[3] = '1'). */
 const STALE_LEASE = `
--- KEYS[1] lease   ARGV: jobPrefix, unused, remove
+-- KEYS[1] lease, KEYS[2] the holder's BullMQ job   ARGV: holder (as the caller read it), unused, remove
 local holder = redis.call('GET', KEYS[1])
-if not holder then return false end
-local jk = ARGV[1] .. holder
+if not holder or holder ~= ARGV[1] then return false end
+local jk = KEYS[2]
 if redis.call('EXISTS', jk) == 1 and redis.call('HEXISTS', jk, 'finishedOn') == 0 then return false end
 local ttl = redis.call('PTTL', KEYS[1])
 if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) end
@@ -68,22 +75,26 @@ return {holder, ttl}
 
 /** Active jobs without a lock, read in one script so a job finishing meanwhile is not counted. */
 const UNLOCKED_ACTIVE = `
--- KEYS[1] active list   ARGV: jobPrefix
+-- KEYS[1] active list, KEYS[1 + i] the lock of job ARGV[i] (the active ids as the caller read them)
 local out = {}
-for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if redis.call('EXISTS', ARGV[1] .. id .. ':lock') == 0 then table.insert(out, id) end
+for i = 1, #ARGV do
+  if redis.call('LPOS', KEYS[1], ARGV[i]) and redis.call('EXISTS', KEYS[1 + i]) == 0 then table.insert(out, ARGV[i]) end
 end
 return out
 `;
 
 export async function deadLaneEntries(redis: Redis, prefix: string, stack: string, remove: boolean): Promise<string[]> {
   const k = laneKeys(prefix);
-  return (await redis.eval(DEAD_ENTRIES, 1, k.lane(stack), k.meta(""), k.job(""), String(GHOST_GRACE_MS), remove ? "1" : "0")) as string[];
+  const ids = await redis.lrange(k.lane(stack), 0, -1);
+  const keys = [k.lane(stack), ...ids.flatMap((id) => [k.meta(id), k.job(id)])];
+  return (await redis.eval(DEAD_ENTRIES, keys.length, ...keys, String(GHOST_GRACE_MS), remove ? "1" : "0", ...ids)) as string[];
 }
 
 export async function staleLease(redis: Redis, prefix: string, stack: string, remove: boolean): Promise<{ holder: string; ttlMs: number } | null> {
   const k = laneKeys(prefix);
-  const r = (await redis.eval(STALE_LEASE, 1, k.lease(stack), k.job(""), "", remove ? "1" : "0")) as [string, number] | null;
+  const holder = await redis.get(k.lease(stack));
+  if (!holder) return null;
+  const r = (await redis.eval(STALE_LEASE, 2, k.lease(stack), k.job(holder), holder, "", remove ? "1" : "0")) as [string, number] | null;
   return r ? { holder: r[0], ttlMs: Number(r[1]) } : null;
 }
 
@@ -128,7 +139,9 @@ export async function checkQueue(ctx: AuditContext, redis: Redis, prefix: string
   }
 
   const jobPrefix = laneKeys(prefix).job("");
-  for (const id of (await redis.eval(UNLOCKED_ACTIVE, 1, `${jobPrefix}active`, jobPrefix)) as string[]) {
+  const active = await redis.lrange(`${jobPrefix}active`, 0, -1);
+  const lockKeys = active.map((id) => `${jobPrefix}${id}:lock`);
+  for (const id of (await redis.eval(UNLOCKED_ACTIVE, 1 + active.length, `${jobPrefix}active`, ...lockKeys, ...active)) as string[]) {
     ctx.add(
       finding(
         "job",

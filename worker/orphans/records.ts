@@ -6,6 +6,7 @@ import type { Redis } from "ioredis";
 import type { Tier } from "../../core/ids.ts";
 import { previewKey, TENANT_ID_PATTERN } from "../../core/ids.ts";
 import type { Scope } from "../../core/naming.ts";
+import { scanAll } from "../../core/redis.ts";
 import { TenantIndex, type TenantRecord } from "../../core/tenant-index.ts";
 import { PreviewRegistry } from "../preview-registry.ts";
 import { pendingMoveCleanups } from "../cleanup-scheduler.ts";
@@ -115,15 +116,10 @@ function stackOfData(data: Record<string, unknown>): string | undefined {
   return undefined;
 }
 
-/** Every key matching `pattern`, found with SCAN in steps (never KEYS). */
+/** Every key matching `pattern`, found with SCAN in steps (never KEYS), on every master of a Redis Cluster. */
 export async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
   const out: string[] = [];
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-    cursor = next;
-    out.push(...keys);
-  } while (cursor !== "0");
+  for await (const keys of scanAll(redis, pattern)) out.push(...keys);
   return out;
 }
 
