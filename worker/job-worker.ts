@@ -14,7 +14,7 @@ import type { BlobStore } from "../core/blob-store.ts";
 import { archiveJobLog } from "../jobs/job-log-archive.ts";
 import { jobLogWriter, RedisJobLogStore, runWithJobLog, type JobLogStore } from "../jobs/job-logs.ts";
 import type { LaneAcquire } from "../jobs/stack-lanes.ts";
-import { runInJobScope } from "./job-scope.ts";
+import { LeaseLostError, runInJobScope } from "./job-scope.ts";
 import { jobFlow, type JobFlow } from "./job-flow.ts";
 
 /** What a handler gets: the validated data, a way to report progress, and a signal to stop. */
@@ -111,6 +111,9 @@ export function busyDelayMs(waits: number, backoff: BusyBackoff, hintMs?: number
   return hintMs !== undefined && hintMs > 0 ? Math.max(250, Math.min(exponential, hintMs)) : exponential;
 }
 
+/** What a round trip to Redis that took too long resolves to. */
+const NO_ANSWER: unique symbol = Symbol("no answer");
+
 /** BullMQ's answer for a job whose record is gone (removed, or lost with Redis's data). */
 function recordMissing(err: unknown): boolean {
   return typeof err === "object" && err !== null && (err as { code?: unknown }).code === ErrorCode.JobNotExist;
@@ -141,6 +144,15 @@ export interface JobWorkerDeps {
   /** BullMQ lock duration and stalled-job check interval (crash recovery speed). */
   readonly lockDurationMs?: number;
   readonly stalledIntervalMs?: number;
+  /**
+   * Fencing: a running job whose lock this worker has not been able to extend for longer than the
+   * lock duration less this margin (cut off from the queue's Redis, frozen) is cancelled the
+   * engine's way and writes nothing more (default a quarter of the lock duration): its lock runs
+   * out, and another worker takes the job over, only after the margin.
+   */
+  readonly leaseMarginMs?: number;
+  /** How often a running job extends and checks its lock itself (default a tenth of the lock duration, 100 ms to 5 s). */
+  readonly leaseCheckMs?: number;
   /** Times a job may lose its worker (killed, frozen past its lock) before it fails for good (STACKRAIL_MAX_JOB_CRASHES). */
   readonly maxStalledCount?: number;
   /** How often a job that waits (fate `wait`) looks again; with `laneWait: "poll"`, also a job that waits for its stack. */
@@ -208,6 +220,17 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
   const progressFailures = counter(deps.metrics, "stackrail_job_progress_write_failures_total", "Progress lines that could not be written to a job's log", [
     "reason",
   ]);
+  const leaseLosses = counter(
+    deps.metrics,
+    "stackrail_job_lease_lost_total",
+    "Running jobs this worker stopped because it could not keep their lock (cut off from Redis, or the job was taken over)",
+  );
+  const lockMs = deps.lockDurationMs ?? 60_000;
+  const leaseMarginMs = deps.leaseMarginMs ?? Math.round(lockMs / 4);
+  const leaseCheckMs = deps.leaseCheckMs ?? Math.max(100, Math.min(5_000, Math.round(lockMs / 10)));
+  // A round trip that takes longer than this is no answer (a cut connection queues commands forever).
+  const leaseAnswerMs = Math.max(leaseCheckMs, Math.min(2_000, Math.round(lockMs / 4)));
+  if (leaseMarginMs >= lockMs) throw new TypeError("the lease margin must be shorter than the job lock duration");
   const busyWaits = counter(deps.metrics, "stackrail_stack_busy_waits_total", "Times a job waited for a stack locked by a live process");
   const jobKey = (jobId: string): string => `${deps.prefix}:${JOBS_QUEUE}:${jobId}`;
   const running = new Map<string, AbortController>();
@@ -329,7 +352,95 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
         () => undefined,
       );
     }, deps.recordCheckMs ?? 1_000);
-    const jobLog = jobLogWriter(jobLogs, jobId, {
+    // Fencing. BullMQ extends the job's lock in the background; should this worker be cut off from
+    // the queue's Redis (or frozen), the lock runs out and another worker takes the job over. This
+    // worker then must stop acting: a watchdog extends the lock itself and, once it has not
+    // managed to for longer than the lock duration less the margin, cancels the operation the
+    // engine's way (the cancel's path) and marks the job fenced: no commit, no record, no report.
+    // The side effects themselves check again right before they happen (assertOwned, below).
+    let fenced: LeaseLostError | undefined;
+    // Set once the handler returned or threw: the job's own moves (delayed, waiting for children)
+    // drop its lock on purpose from then on.
+    let handlerDone = false;
+    let leaseUntil = Date.now() + lockMs;
+    let leaseSeen = Date.now();
+    const loseLease = (why: string): LeaseLostError => {
+      if (fenced) return fenced;
+      fenced = new LeaseLostError(`this worker lost the job's lock (${why}); another worker takes the job over`);
+      leaseLosses.inc();
+      log.error({ stack, why, lastRenewedAgoMs: Date.now() - leaseSeen }, "job lock lost; cancelling its operation, writing nothing more for it");
+      if (!controller.signal.aborted) controller.abort(fenced);
+      return fenced;
+    };
+    const answered = <T>(p: Promise<T>): Promise<T | typeof NO_ANSWER> => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<typeof NO_ANSWER>((resolve) => {
+        timer = setTimeout(() => resolve(NO_ANSWER), leaseAnswerMs);
+      });
+      return Promise.race([p, late]).finally(() => clearTimeout(timer));
+    };
+    /** One extension of the job's lock (BullMQ's own script: it checks the token): owned, lost, or no answer. */
+    const extendLease = async (): Promise<"owned" | "lost" | "unknown"> => {
+      if (fenced || lost) return "lost";
+      const sent = Date.now();
+      try {
+        const extended = await answered(job.extendLock(token ?? "", lockMs));
+        if (extended === NO_ANSWER) return "unknown";
+        if (handlerDone) return "owned";
+        if (extended) {
+          leaseUntil = Math.max(leaseUntil, sent + lockMs);
+          leaseSeen = Date.now();
+          return "owned";
+        }
+        // Not our lock any more: a record that is gone is a lost job; otherwise the lock ran out
+        // or another worker holds it now.
+        const exists = await answered(deps.connection.exists(jobKey(jobId)));
+        if (exists === 0) recordGone();
+        else loseLease("its lock is no longer this worker's");
+        return "lost";
+      } catch {
+        return "unknown";
+      }
+    };
+    let leaseInFlight = false;
+    let lastTick = Date.now();
+    // This process itself stalled (a loaded machine, SIGSTOP): one round trip decides, not the clock
+    // alone (a lock that ran out meanwhile answers "lost" at once).
+    let awakeSince = 0;
+    const leaseWatch = setInterval(() => {
+      const now = Date.now();
+      if (now - lastTick > 2 * leaseCheckMs + 100) awakeSince = now;
+      lastTick = now;
+      if (fenced || lost || handlerDone) return;
+      // A stall buys one round trip, never time past the lock's own end (a starved process that
+      // stalls again and again must still stop once its lock is gone).
+      if (now >= Math.max(leaseUntil - leaseMarginMs, Math.min(awakeSince + leaseAnswerMs, leaseUntil))) {
+        loseLease(`not renewed for ${Math.round((Date.now() - leaseSeen) / 1000)}s`);
+        return;
+      }
+      if (leaseInFlight) return;
+      leaseInFlight = true;
+      void extendLease().finally(() => {
+        leaseInFlight = false;
+      });
+    }, leaseCheckMs);
+    /** The fencing check before a side effect: the lock is this worker's, extended just now. */
+    const assertOwned = async (): Promise<void> => {
+      for (;;) {
+        if (fenced) throw fenced;
+        if (lost) throw controller.signal.reason instanceof JobLostError ? controller.signal.reason : new JobLostError("the job's record is gone");
+        const state = await extendLease();
+        if (state === "owned") return;
+        if (state === "unknown" && Date.now() >= leaseUntil - leaseMarginMs) throw loseLease("could not confirm its lock before a side effect");
+        if (state === "unknown") await new Promise((resolve) => setTimeout(resolve, Math.min(leaseCheckMs, 500)));
+      }
+    };
+    // A fenced job's log gets nothing more (its new owner writes there).
+    const ownLog: JobLogStore = {
+      append: (id, entries) => (fenced ? Promise.resolve() : jobLogs.append(id, entries)),
+      read: (id, options) => jobLogs.read(id, options),
+    };
+    const jobLog = jobLogWriter(ownLog, jobId, {
       scrubber: deps.scrubber,
       onError: (err) => {
         progressFailures.inc({ reason: "job_log" });
@@ -340,10 +451,11 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
     const progress = async (line: string): Promise<void> => {
       const clean = deps.scrubber.scrub(line);
       log.info({ line: clean }, "progress");
-      if (lost) return;
+      if (lost || fenced) return;
       jobLog.progress(line);
       try {
-        await job.log(clean);
+        // Bounded: a handler does not hang on a line while Redis does not answer (a partition).
+        if ((await answered(job.log(clean))) === NO_ANSWER) progressFailures.inc({ reason: "no_answer" });
       } catch (err) {
         const missing = recordMissing(err);
         progressFailures.inc({ reason: missing ? "record_gone" : "error" });
@@ -382,7 +494,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
     try {
       log.info({ stack, attempt: job.attemptsMade + 1 }, "job started");
       deps.metrics.jobsTotal.inc({ kind, state: "running" });
-      const result = await runInJobScope({ jobId }, () =>
+      const result = await runInJobScope({ jobId, assertOwned }, () =>
         runWithJobLog(jobLog, () =>
           prepared.run({
             jobId,
@@ -393,7 +505,11 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
             flow: jobFlow(job, token),
           }),
         ),
-      );
+      ).finally(() => {
+        handlerDone = true;
+      });
+      // Finished after the lock was lost: the result is not this worker's to report.
+      if (fenced) throw fenced;
       // A job without a record cannot complete (BullMQ would stop its worker over the missing key):
       // a handler that finished regardless ends as lost.
       if (lost || (await deps.connection.exists(jobKey(jobId)).catch(() => 1)) === 0) {
@@ -406,6 +522,20 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       log.info("job succeeded");
       return deps.scrubber.scrubValue(result);
     } catch (thrown) {
+      handlerDone = true;
+      // The handler moved its job itself (waiting for its children, delayed): that move took the
+      // lock, which the watchdog may have seen gone before the handler threw.
+      if (thrown instanceof WaitingChildrenError || thrown instanceof DelayedError) fenced = undefined;
+      if (fenced) {
+        // Another worker owns the job (or will, once the lock runs out): nothing is recorded, no
+        // lane released, no log written. Should the lock still be this worker's after all (Redis
+        // came back in time), the job goes back to the queue without spending an attempt.
+        releaseLane = false;
+        log.warn({ stack, reason: failureReason(fenced, deps.scrubber) }, "job given up: its lock was lost");
+        const back = await answered(job.moveToDelayed(Date.now() + laneRetryMs, token).then(() => true)).catch(() => false);
+        if (back === true) throw new DelayedError();
+        throw fenced;
+      }
       if (thrown instanceof DelayedError || thrown instanceof UnrecoverableError) throw thrown;
       // Parked until its children are done (flow.waitForChildren): it keeps its place in its lane.
       if (thrown instanceof WaitingChildrenError) {
@@ -458,17 +588,19 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
       log.error({ reason }, "job failed");
       throw new UnrecoverableError(reason);
     } finally {
+      handlerDone = true;
+      clearInterval(leaseWatch);
       // Stored before BullMQ records the end: a reader that sees the job final has its whole log.
-      await jobLog.flush();
+      if (!fenced) await jobLog.flush();
       clearTimeout(timeout);
       clearInterval(recordCheck);
       if (renewer) clearInterval(renewer);
       if (cancelPoll) clearInterval(cancelPoll);
       running.delete(jobId);
-      if (stack && releaseLane) await deps.lanes.release(stack, jobId);
+      if (stack && releaseLane && !fenced) await deps.lanes.release(stack, jobId);
       // After the lane's release (the next job of the stack need not wait for the blob store), and
       // before BullMQ records the end: a reader that sees the job final finds its archive.
-      if (finished) await archiveLog(jobId, log);
+      if (finished && !fenced) await archiveLog(jobId, log);
     }
   };
 
@@ -478,7 +610,7 @@ export function createJobWorker(deps: JobWorkerDeps): JobWorker {
     concurrency: deps.concurrency,
     autorun: true,
     // A Pulumi operation keeps the event loop free, but give stalled detection room on busy machines.
-    lockDuration: deps.lockDurationMs ?? 60_000,
+    lockDuration: lockMs,
     stalledInterval: deps.stalledIntervalMs ?? 30_000,
     maxStalledCount: deps.maxStalledCount ?? 10,
   });

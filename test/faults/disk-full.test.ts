@@ -90,7 +90,8 @@ describe("data dir disk full", () => {
   it("fills up mid-up: the job names the cause, nothing is corrupted, the tenant ends whole once space is back", async () => {
     const id = inst.tenantId("full");
     const jobId = await inst.provision(id);
-    await progressStep("creating", (lines) => lines.some((l) => l.startsWith("create "))).reach(inst, jobId);
+    // On a loaded machine (other runs beside this one) the up may take minutes to reach its first create.
+    await progressStep("creating", (lines) => lines.some((l) => l.startsWith("create ")), 600_000).reach(inst, jobId);
     const worker = workerRunning(inst, jobId);
     filler = path.join(mount, "filler");
     const bytes = fillDisk(filler);

@@ -24,12 +24,15 @@ export interface StepPoint {
 
 const noRelease = (): Promise<void> => Promise.resolve();
 
-/** The step is reached when the job's progress lines satisfy `seen` (and the job is still running). */
-export function progressStep(name: string, seen: (lines: string[]) => boolean): StepPoint {
+/**
+ * The step is reached when the job's progress lines satisfy `seen` (and the job is still running);
+ * `timeoutMs` for a step far into a slow operation (the watch's default otherwise).
+ */
+export function progressStep(name: string, seen: (lines: string[]) => boolean, timeoutMs?: number): StepPoint {
   return {
     name,
     async reach(inst, jobId) {
-      const view = await inst.watch(jobId, `step ${name}`, (v) => seen(v.progress) || FINAL_STATES.has(v.state));
+      const view = await inst.watch(jobId, `step ${name}`, (v) => seen(v.progress) || FINAL_STATES.has(v.state), timeoutMs);
       if (FINAL_STATES.has(view.state)) throw new Error(`job ${jobId} ended (${view.state}) before step ${name}: ${view.progress.join(" | ")}`);
       return { view, release: noRelease };
     },

@@ -9,6 +9,7 @@ import type { Logger } from "../../core/logger.ts";
 import type { GitHubClient } from "../github/octokit.ts";
 import { defaultCrdValidator, type CrdValidator } from "./crd-validator.ts";
 import { COMMIT_AUTHOR, checkChange, raceBackoff, sleep, type GitOpsChange, type GitOpsCommitResult, type GitOpsSource, type GitOpsWriter } from "./writer.ts";
+import { assertJobOwned } from "../job-scope.ts";
 
 export interface GitHubWriterOptions {
   client: GitHubClient;
@@ -144,6 +145,8 @@ export class GitHubWriter implements GitOpsWriter {
       if (!head) throw new ValidationError("GITOPS_REPO", `branch ${branch} does not exist in ${owner}/${repo}`);
       const built = await this.#build(head, change);
       if (!built) return { sha: null, changed: [] };
+      // Fencing: a worker that lost its job's lock publishes nothing (its job's new owner may).
+      await assertJobOwned();
       try {
         await this.#gh.updateRef({ owner, repo, ref: `heads/${branch}`, sha: built.commit, force: false });
         this.#o.logger?.info({ jobId: change.jobId, sha: built.commit, changed: built.changed, attempt }, "gitops commit on GitHub");
@@ -175,6 +178,7 @@ export class GitHubWriter implements GitOpsWriter {
       }
       const built = await this.#build(branchHead ?? baseHead, change);
       if (!built) return { sha: null, changed: [], ...(open ? { pullRequest: { number: open.number, url: open.html_url } } : {}) };
+      await assertJobOwned();
       try {
         if (branchHead) await this.#gh.updateRef({ owner, repo, ref: `heads/${prBranch}`, sha: built.commit, force: false });
         else await this.#gh.createRef({ owner, repo, ref: `refs/heads/${prBranch}`, sha: built.commit });

@@ -15,6 +15,7 @@ import { publicUrl } from "../../core/urls.ts";
 import { defaultCrdValidator, type CrdValidator } from "./crd-validator.ts";
 import { EMPTY_TREE, GitCommandError, git, runGit } from "./git.ts";
 import { COMMIT_AUTHOR, checkChange, raceBackoff, sleep, type GitOpsChange, type GitOpsCommitResult, type GitOpsSource, type GitOpsWriter } from "./writer.ts";
+import { assertJobOwned } from "../job-scope.ts";
 
 const ZERO = "0000000000000000000000000000000000000000";
 
@@ -273,6 +274,8 @@ export class LocalGitWriter implements GitOpsWriter {
       const old = await this.#head();
       const built = await this.#build(old, change);
       if (!built) return { sha: null, changed: [] };
+      // Fencing: a worker that lost its job's lock publishes nothing (its job's new owner may).
+      await assertJobOwned();
       // Compare-and-swap: fails if another writer moved the branch since we read it.
       const res = await runGit(["update-ref", ref, built.commit, old ?? ZERO], { gitDir: this.#gitDir, okCodes: [1, 128] });
       if (res.code === 0) {
@@ -293,6 +296,8 @@ export class LocalGitWriter implements GitOpsWriter {
       const old = await this.#head();
       const built = await this.#build(old, change);
       if (!built) return { sha: null, changed: [] };
+      // Fencing: a worker that lost its job's lock publishes nothing (its job's new owner may).
+      await assertJobOwned();
       // Never forced: a push that is not a fast-forward is refused and we re-apply on the new tip.
       const res = await runGit(["push", "--quiet", "--porcelain", "origin", `${built.commit}:refs/heads/${this.#branch}`], {
         gitDir: this.#gitDir,
