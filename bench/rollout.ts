@@ -98,6 +98,25 @@ async function release(queue: JobQueue, service: Service, token: string, version
   return (view.result ?? {}) as Record<string, unknown>;
 }
 
+/**
+ * How the apply steps of a release used the update plans of its plan steps (from the steps' job
+ * results): `constrained` (one engine run), `fallback` (the plan was refused: three runs) or
+ * `none` (no stored plan: the policy preview and the `up`); with the engine runs of all `up`s.
+ */
+async function planUse(queue: JobQueue, result: Record<string, unknown>): Promise<Record<string, number>> {
+  const counts: Record<string, number> = { constrained: 0, fallback: 0, none: 0, engineRuns: 0 };
+  const steps = ((result.waves as { steps?: string[] }[] | undefined) ?? []).flatMap((w) => w.steps ?? []);
+  for (const id of steps) {
+    const view = await queue.getJobView(id).catch(() => null);
+    const r = (view?.result ?? {}) as { outcome?: unknown; planUse?: unknown; engineRuns?: unknown };
+    if (r.outcome !== "passed") continue;
+    const use = r.planUse === "constrained" || r.planUse === "fallback" ? r.planUse : "none";
+    counts[use] = (counts[use] ?? 0) + 1;
+    if (typeof r.engineRuns === "number") counts.engineRuns = (counts.engineRuns ?? 0) + r.engineRuns;
+  }
+  return counts;
+}
+
 export async function benchRollout(): Promise<Row[]> {
   const n = envInt("BENCH_ROLLOUT_TENANTS", 20);
   const concurrency = envInt("STACKRAIL_CONCURRENCY", 2);
@@ -152,6 +171,9 @@ export async function benchRollout(): Promise<Row[]> {
       if (updated !== n) throw new Error(`release ${label} updated ${updated} tenants, not ${n}`);
     }
     const ratio = one.ms / provisions.ms;
+    const planUseOne = await planUse(queue, one.value);
+    const planUseTwo = await planUse(queue, two.value);
+    say(`rollout: apply steps by update-plan use: ${JSON.stringify(planUseOne)} (one worker), ${JSON.stringify(planUseTwo)} (two)`);
     return [
       {
         bench: "rollout",
@@ -171,6 +193,7 @@ export async function benchRollout(): Promise<Row[]> {
           provisionsCpu: provisions.cpu,
           waveCpu: one.cpu,
           stepsPerWorker: stepsOne,
+          planUse: planUseOne,
           commits: wavesOf(one.value).map((w) => w.commit),
         },
       },
@@ -184,7 +207,7 @@ export async function benchRollout(): Promise<Row[]> {
         goal: "(info: × faster)",
         met: null,
         baselineIs: `the same one-wave release of ${n} tenants with one worker process (each worker at STACKRAIL_CONCURRENCY=${concurrency})`,
-        details: { waveOneWorkerMs: round(one.ms, 0), waveTwoWorkersMs: round(two.ms, 0), stepsPerWorker: stepsTwo, cpu: two.cpu },
+        details: { waveOneWorkerMs: round(one.ms, 0), waveTwoWorkersMs: round(two.ms, 0), stepsPerWorker: stepsTwo, planUse: planUseTwo, cpu: two.cpu },
       },
     ];
   } finally {

@@ -5,10 +5,9 @@
 // rollout keys), and revises a wave when the diff found at apply time differs from the approved
 // one. Approvals and the rejection live in keys of their own (release-approval.ts): the
 // edge writes those while the rollout writes this one.
-import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { RepoRef } from "../core/jobs.ts";
-import type { PolicyViolation, ResourceDiff } from "./plan-types.ts";
+import { diffEntries, planDigest, type PolicyViolation, type ResourceDiff } from "./plan-types.ts";
 import { ROLLOUT_KEY_TTL_SECONDS, rolloutPlanKey } from "./rollout-control.ts";
 
 /** What the preview of one tenant's stack at the new version would change. */
@@ -62,16 +61,8 @@ export interface ReleasePlan {
   readonly waves: readonly PlannedWave[];
 }
 
-/** One line per planned step: what an approval covers (op, resource, changed property names; never values). */
-export function diffEntries(diff: readonly ResourceDiff[]): string[] {
-  return diff.map((d) => `${d.op} ${d.urn}${d.properties.length > 0 ? ` [${[...d.properties].sort().join(",")}]` : ""}`).sort();
-}
-
-export function planDigest(diff: readonly ResourceDiff[]): string {
-  return createHash("sha256")
-    .update(JSON.stringify(diffEntries(diff)))
-    .digest("hex");
-}
+// The digest lives with the plan's vocabulary: the worker's child compares it before an `up`.
+export { diffEntries, planDigest };
 
 /** What differs between an approved diff and a new one. */
 export function planChange(tenantId: string, approved: readonly ResourceDiff[], found: readonly ResourceDiff[]): PlanChange {

@@ -87,3 +87,18 @@ export function planStepJobId(rolloutJobId: string, tenantId: string): string {
 export function parsePlanStepJobId(id: string): string | null {
   return PLAN_STEP_ID.exec(id)?.[1] ?? null;
 }
+
+/** A rollout id as a blob key segment ([A-Za-z0-9._-]): itself when it is one, else its digest. */
+function blobSegment(rolloutJobId: string): string {
+  return /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/.test(rolloutJobId) ? rolloutJobId : createHash("sha256").update(rolloutJobId).digest("hex").slice(0, 32);
+}
+
+/** Blob-store folder of a rollout's saved update plans (deleted when the rollout ends). */
+export function rolloutPlansPrefix(rolloutJobId: string): string {
+  return `releases/${blobSegment(rolloutJobId)}/plans/`;
+}
+
+/** The update plan its plan step saved for a tenant, for whichever worker runs the tenant's apply step. */
+export function rolloutPlanBlobKey(rolloutJobId: string, tenantId: string): string {
+  return `${rolloutPlansPrefix(rolloutJobId)}${tenantId}.json`;
+}

@@ -5,12 +5,14 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { ConcurrentUpdateError, LocalWorkspace, PulumiCommand, type EngineEvent, type OutputMap, type Stack } from "@pulumi/pulumi/automation/index.js";
+import { LocalWorkspace, PulumiCommand, type EngineEvent, type OutputMap, type Stack, type UpResult } from "@pulumi/pulumi/automation/index.js";
 import { ProgramError, ValidationError } from "../core/errors.ts";
 import { killTree } from "./process-tree.ts";
 import { repairFileCheckpoint } from "./checkpoint-repair.ts";
+import { classifyEngineFailure } from "./engine-failure.ts";
 import { POLICY_PACK_ENV, programFor } from "../programs/index.ts";
 import { POLICY_ATTACHMENTS_ROOT_ENV } from "../programs/policy/location.ts";
+import { planDigest } from "../jobs/plan-types.ts";
 import {
   PARENT_SILENT_MS,
   SECRET_PLACEHOLDER,
@@ -187,6 +189,8 @@ async function openStack(request: StackOperationRequest, settings: ChildSettings
         ...(request.policyPacks.length > 0 ? POLICY_PACK_ENV : {}),
         // Where tenant folders may be: the analyzer inherits the engine's environment.
         [POLICY_ATTACHMENTS_ROOT_ENV]: path.resolve(settings.dataDir, "attachments"),
+        // Update plans (`--save-plan`, `--plan`) are an experimental feature of the engine.
+        ...(request.savePlan !== undefined || request.plan !== undefined ? { PULUMI_EXPERIMENTAL: "true" } : {}),
         // The engine finds the dynamic-provider and policy shims next to the CLI.
         PATH: `${path.join(settings.engineDir, "bin")}:${path.dirname(process.execPath)}:${process.env.PATH ?? ""}`,
       },
@@ -238,7 +242,10 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
   repairCheckpoint(request, settings);
   const stack = await openStack(request, settings);
   const violations: string[] = [];
-  const plan = new PlanCapture();
+  let plan = new PlanCapture();
+  let engineRuns = 0;
+  let planUse: OperationSummary["planUse"];
+  let planFallback: OperationSummary["planFallback"];
   /** Only the plan's own preview is captured (or, without packs, the `up` itself). */
   let capturing = request.operation === "preview" || request.operation === "up";
   /**
@@ -275,30 +282,79 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
     let upOutputs: OutputMap | undefined;
     switch (request.operation) {
       case "up": {
-        if (request.policyPacks.length > 0) {
-          // `up` does not preview first: a violation found mid-update could come after earlier
-          // resources were applied. A policy-checked preview first means "nothing applied".
-          send({ type: "progress", line: "policy check (preview with the mandatory policy packs)" });
-          const checkStarted = Date.now();
-          planning = true;
-          await stack.preview({ ...common, policyPacks: [...request.policyPacks] });
-          planning = false;
-          capturing = false;
-          send({ type: "progress", line: `policy check passed (${plan.diff.length} planned change(s), ${Date.now() - checkStarted} ms)` });
+        /** Today's path: the policy-checked preview (compared with the approved digest), then the `up`. */
+        const checkedUp = async (): Promise<UpResult | "plan-changed"> => {
+          if (request.policyPacks.length > 0 || request.expectedDigest !== undefined) {
+            // `up` does not preview first: a violation found mid-update could come after earlier
+            // resources were applied. A policy-checked preview first means "nothing applied".
+            send({ type: "progress", line: "policy check (preview with the mandatory policy packs)" });
+            const checkStarted = Date.now();
+            planning = true;
+            engineRuns += 1;
+            await stack.preview({ ...common, policyPacks: [...request.policyPacks] });
+            planning = false;
+            capturing = false;
+            send({ type: "progress", line: `policy check passed (${plan.diff.length} planned change(s), ${Date.now() - checkStarted} ms)` });
+            // An approved diff is applied only if this very preview finds it: no second preview.
+            if (request.expectedDigest !== undefined && planDigest(plan.diff) !== request.expectedDigest) {
+              send({ type: "progress", line: "the planned diff differs from the approved one: nothing applied" });
+              return "plan-changed";
+            }
+          }
+          engineRuns += 1;
+          return stack.up({ ...common, policyPacks: [...request.policyPacks] });
+        };
+        let r: UpResult | "plan-changed";
+        if (request.plan === undefined) r = await checkedUp();
+        else {
+          // Every step the plan allows was policy-checked when it was saved; the engine refuses
+          // any other step, so the separate policy preview is not needed.
+          send({ type: "progress", line: "up constrained by the saved update plan (policy-checked when it was saved)" });
+          try {
+            engineRuns += 1;
+            r = await stack.up({ ...common, policyPacks: [...request.policyPacks], plan: request.plan });
+            planUse = "constrained";
+          } catch (err) {
+            const failure = classify(err, violations, plan.violations).failure;
+            // A violation, a cancel or a held lock ends the operation as it would without a plan.
+            if (failure.kind !== "program" && failure.kind !== "internal") throw err;
+            send({ type: "progress", line: `the saved plan could not be used (${failure.kind} failure); falling back to the policy check and an up` });
+            planUse = "fallback";
+            planFallback = failure.kind;
+            plan = new PlanCapture();
+            capturing = true;
+            r = await checkedUp();
+          }
         }
-        const r = await stack.up({ ...common, policyPacks: [...request.policyPacks] });
+        if (r === "plan-changed") {
+          const summary: OperationSummary = {
+            operation: "up",
+            result: "plan-changed",
+            resourceChanges: {},
+            diff: plan.diff,
+            violations: plan.violations,
+            outputs: {},
+            durationMs: Date.now() - started,
+            engineRuns,
+            ...(planUse ? { planUse } : {}),
+            ...(planFallback ? { planFallback } : {}),
+          };
+          return summary;
+        }
         upOutputs = r.outputs;
         result = r.summary.result;
         changes = r.summary.resourceChanges ?? {};
         break;
       }
       case "preview": {
-        const r = await stack.preview({ ...common, policyPacks: [...request.policyPacks] });
+        engineRuns += 1;
+        const r = await stack.preview({ ...common, policyPacks: [...request.policyPacks], ...(request.savePlan ? { plan: request.savePlan } : {}) });
         result = "succeeded";
         changes = r.changeSummary;
         break;
       }
       case "refresh": {
+        engineRuns += 1;
         const r = await stack.refresh({ ...common, clearPendingCreates: request.clearPendingCreates ?? false });
         result = r.summary.result;
         changes = r.summary.resourceChanges ?? {};
@@ -306,6 +362,7 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
       }
       case "drift": {
         const found = new Map<string, DriftedResource>();
+        engineRuns += 1;
         const r = await stack.previewRefresh({
           ...common,
           onEvent: (event: EngineEvent) => {
@@ -320,6 +377,7 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
         break;
       }
       case "destroy": {
+        engineRuns += 1;
         const r = await stack.destroy(common);
         result = r.summary.result;
         changes = r.summary.resourceChanges ?? {};
@@ -337,6 +395,9 @@ async function run(request: StackOperationRequest, settings: ChildSettings): Pro
       ...(drifted ? { drifted } : {}),
       outputs,
       durationMs: Date.now() - started,
+      engineRuns,
+      ...(planUse ? { planUse } : {}),
+      ...(planFallback ? { planFallback } : {}),
     };
   } catch (err) {
     throw classify(err, violations, plan.violations);
@@ -351,23 +412,10 @@ class ChildFailureError extends Error {
   }
 }
 
+/** What ended the operation, and so the job's fate (engine-failure.ts: cancelled, policy, concurrent, transient, program). */
 function classify(err: unknown, violations: string[], findings: readonly PolicyViolation[]): ChildFailureError {
-  const message = err instanceof Error ? err.message : String(err);
-  const short = message.length > 4000 ? `${message.slice(0, 4000)}…` : message;
-  if (abort.signal.aborted) return new ChildFailureError({ kind: "cancelled", message: "operation cancelled" });
-  if (violations.length > 0) {
-    return new ChildFailureError({ kind: "policy", message: "mandatory policy violation; nothing was applied", violations, policyViolations: findings });
-  }
-  if (err instanceof ConcurrentUpdateError) return new ChildFailureError({ kind: "concurrent", message: short });
-  // A backing service that was down or restarting (the tenants' MariaDB, Redis) failed a resource:
-  // not the program's fault, so the job is retried (its attempts, with back-off) instead of failed.
-  if (UNREACHABLE.test(message)) return new ChildFailureError({ kind: "internal", message: short });
-  return new ChildFailureError({ kind: "program", message: short });
+  return new ChildFailureError(classifyEngineFailure(err, { aborted: abort.signal.aborted, violations, findings }));
 }
-
-/** Errors of a connection to a server that is not there (now), as Node and mysql2 word them. */
-const UNREACHABLE =
-  /\b(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|PROTOCOL_CONNECTION_LOST)\b|Connection lost: The server closed the connection/;
 
 let started = false;
 let orphaned = false;

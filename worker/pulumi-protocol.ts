@@ -21,6 +21,25 @@ export interface StackOperationRequest {
   readonly policyPacks: readonly string[];
   /** Clear operations left pending by a process that died mid-update (refresh only). */
   readonly clearPendingCreates?: boolean;
+  /**
+   * `preview` only: a file (on this host) where the engine saves the preview's update plan. The
+   * plan holds the stack's secrets encrypted with its secrets provider, as the checkpoint does.
+   */
+  readonly savePlan?: string;
+  /**
+   * `up` only: a saved update plan (a file on this host) that constrains the update. Its preview
+   * was policy-checked, so the `up` runs without the separate policy preview (the packs still go
+   * with the `up`). If the constrained `up` fails other than by a policy violation or a cancel
+   * (the stack changed since the plan, and the engine refuses it), the child falls back once to
+   * the policy-checked preview and an unconstrained `up`, and says so (`planFallback`).
+   */
+  readonly plan?: string;
+  /**
+   * `up` only: the planDigest (jobs/plan-types.ts) the policy-checked preview before the `up` must
+   * find. Another diff applies nothing: the operation returns `result: "plan-changed"` with the
+   * diff found. A constrained `up` (`plan`) needs no comparison: the engine applies only its plan.
+   */
+  readonly expectedDigest?: string;
 }
 
 export interface ChildSettings {
@@ -46,6 +65,7 @@ export interface DriftedResource {
 
 export interface OperationSummary {
   readonly operation: StackOperation;
+  /** The engine's result; `plan-changed`: an `up` whose preview did not find `expectedDigest`, nothing applied. */
   readonly result: string;
   readonly resourceChanges: Record<string, number>;
   /** `preview`, and the preview before an `up`: the planned steps other than `same`, in engine order. */
@@ -57,6 +77,12 @@ export interface OperationSummary {
   /** Stack outputs; secret ones are replaced by "[secret]" before they leave the child. */
   readonly outputs: Record<string, unknown>;
   readonly durationMs: number;
+  /** `up` with a `plan`: how it ran. `constrained`: the plan alone; `fallback`: the plan was refused, preview + `up`. */
+  readonly planUse?: "constrained" | "fallback";
+  /** `planUse: fallback`: the failure kind of the constrained `up` (never its message). */
+  readonly planFallback?: ChildFailure["kind"];
+  /** Engine runs the operation made (previews, updates, refreshes), for the benchmarks and tests. */
+  readonly engineRuns?: number;
 }
 
 export type ParentMessage =

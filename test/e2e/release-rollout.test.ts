@@ -2,10 +2,13 @@
 // each in its tenant's own lane (a tenant upgrade enqueued meanwhile waits for it), one commit per
 // wave; a wave whose health gate (after its commit) finds a tenant unhealthy stops the release with
 // the tenant records and the GitOps repository agreeing (issue 13 §4), and a resume finishes exactly
-// the remaining tenants. Approval is not the point here (STACKRAIL_APPROVAL_WAVES=none).
+// the remaining tenants. Approval is not the point here (STACKRAIL_APPROVAL_WAVES=none). Each
+// apply step's `up` is constrained by the update plan of the tenant's plan step (issue 18).
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBlobStore } from "../../core/blob-store.ts";
 import { ProgramError } from "../../core/errors.ts";
+import { rolloutPlansPrefix } from "../../jobs/rollout-control.ts";
 import type { HealthCheck } from "../../worker/health-check.ts";
 import type { JobView } from "../../jobs/queue.ts";
 import { dropTenantLeftovers } from "../support/cleanup.ts";
@@ -111,6 +114,20 @@ describe("release rollout", () => {
       const step = await view(stepId(rolloutId, wave, 1, id));
       expect(step).toMatchObject({ kind: "release.tenant-step", stack: `tenant-${id}`, state: "succeeded", data: { rolloutJobId: rolloutId, tenantId: id } });
     }
+    // Each apply step's `up` was constrained by the update plan its plan step saved: one engine run,
+    // no second policy preview (issue 18); the rollout deleted its plans when it ended.
+    for (const [wave, id] of [
+      [1, a],
+      [1, b],
+      [1, c],
+      [2, d],
+    ] as const) {
+      const step = await view(stepId(rolloutId, wave, 1, id));
+      expect(step?.result).toMatchObject({ outcome: "passed", planUse: "constrained", engineRuns: 1 });
+      expect(step?.progress.some((l) => l.startsWith("up constrained by the saved update plan"))).toBe(true);
+      expect(step?.progress.filter((l) => l.startsWith("policy check"))).toEqual([]);
+    }
+    expect(await createBlobStore(h.config.blobStore).list(rolloutPlansPrefix(rolloutId))).toEqual([]);
     const stepA = await view(stepId(rolloutId, 1, 1, a));
     // The upgrade started only after a's step was done (and its wave committed).
     expect(Date.parse(up.startedAt ?? "")).toBeGreaterThanOrEqual(Date.parse(stepA?.finishedAt ?? ""));

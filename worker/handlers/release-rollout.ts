@@ -23,6 +23,7 @@
 // So a crash anywhere is recovered by running it again, a resume (a new rollout of the same
 // version) continues with exactly the tenants not at the version yet, and none is repeated.
 import type { Redis } from "ioredis";
+import { blobStoreFor } from "../../core/blob-store.ts";
 import { CancelledError, ProgramError, RolloutPausedError, StackrailError, fateOf } from "../../core/errors.ts";
 import { tenantStackName } from "../../core/ids.ts";
 import type { TenantRecord } from "../../core/tenant-index.ts";
@@ -61,6 +62,7 @@ import {
 import type { ResourceDiff } from "../pulumi-protocol.ts";
 import { fileVersion, startStep, tenantFileDigest, type StepData, type StepQueue, type StepResult } from "./release-tenant-step.ts";
 import type { TenantHandlerDeps } from "./tenant-provision.ts";
+import { dropPlans } from "./release-plan-store.ts";
 import { gitopsSettings, infraFromOutputs } from "./tenant-support.ts";
 export type { WaveHealthGate } from "../health/wave-gate.ts";
 
@@ -161,6 +163,7 @@ export function releaseRolloutHandler(deps: RolloutDeps): JobHandler<"release.ro
         }
         const next = await evaluate(ctx, children);
         if (next === "look-again") continue;
+        await forgetPlans(ctx);
         if (typeof next.supersededBy === "string")
           await report(ctx, (s) => reporter.finished(s, { jobId: ctx.jobId, outcome: "superseded", summary: `handed over to ${String(next.supersededBy)}` }));
         else await report(ctx, (s) => reporter.finished(s, { jobId: ctx.jobId, outcome: "success", summary: `${ctx.data.version} rolled out` }));
@@ -168,12 +171,24 @@ export function releaseRolloutHandler(deps: RolloutDeps): JobHandler<"release.ro
       }
     } catch (err) {
       // The end of the release (not a wait, not a try the worker repeats) is reported as such.
-      if (err instanceof CancelledError) await report(ctx, (s) => reporter.finished(s, { jobId: ctx.jobId, outcome: "cancelled", summary: err.message }));
-      else if (err instanceof StackrailError && fateOf(err) === "fail")
+      if (err instanceof CancelledError) {
+        await forgetPlans(ctx);
+        await report(ctx, (s) => reporter.finished(s, { jobId: ctx.jobId, outcome: "cancelled", summary: err.message }));
+      } else if (err instanceof StackrailError && fateOf(err) === "fail") {
+        // A resume is a new rollout with plans of its own.
+        await forgetPlans(ctx);
         await report(ctx, (s) => reporter.finished(s, { jobId: ctx.jobId, outcome: "failure", summary: err.message }));
+      }
       throw err;
     }
   };
+
+  /** The update plans of the rollout's plan steps (release-plan-store.ts) go with its end. */
+  async function forgetPlans(ctx: JobContext<"release.rollout">): Promise<void> {
+    await dropPlans(deps.blobs ?? blobStoreFor(deps.config.blobStore), ctx.jobId).catch((err: unknown) =>
+      ctx.logger.warn({ err }, "could not delete the rollout's update plans"),
+    );
+  }
 
   /** Whether the rollout still waits on the same approval with nothing new to look at. */
   async function stillAwaiting(ctx: JobContext<"release.rollout">): Promise<boolean> {

@@ -1,7 +1,9 @@
 // release.tenant-step: one tenant's part of a rollout wave, a child job of the rollout running in
 // the tenant's own lane (so it never overlaps the tenant's other jobs). It brings the tenant's
-// stack to the version (after a preview against the approved plan when its wave was approved: a
-// different diff leaves the tenant untouched and the wave asks again); it commits nothing, records
+// stack to the version: its `up` is constrained by the update plan its plan step saved (no second
+// policy preview), or, without a usable plan, runs after the policy-checked preview, which in an
+// approved wave must find the approved diff (a different diff leaves the tenant untouched and the
+// wave asks again); it commits nothing, records
 // no version and checks no health (the wave's gate does, after the commit): the rollout commits the wave's files once every step of the wave is done, and only
 // then records the versions, so the tenant records never get ahead of the GitOps repository.
 //
@@ -14,6 +16,7 @@ import { Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { parse } from "yaml";
 import { CancelledError, fateOf } from "../../core/errors.ts";
+import { blobStoreFor } from "../../core/blob-store.ts";
 import { tenantStackName, type Tier } from "../../core/ids.ts";
 import type { JobData } from "../../core/jobs.ts";
 import { tenantPath } from "../../core/gitops-paths.ts";
@@ -21,10 +24,11 @@ import { cancelKey } from "../../jobs/job-control.ts";
 import type { JobHandler, StepContext } from "../job-worker.ts";
 import { JOB_OPTIONS, type JobQueue } from "../../jobs/queue.ts";
 import { ROLLOUT_KEY_TTL_SECONDS, rolloutPauseKey, stepJobId, waveFailuresKey, waveTodoKey } from "../../jobs/rollout-control.ts";
-import type { ResourceDiff } from "../pulumi-protocol.ts";
+import type { OperationSummary, ResourceDiff } from "../pulumi-protocol.ts";
 import { planDigest, type TenantInfraPlan } from "../../jobs/release-plan.ts";
 import type { TenantHandlerDeps } from "./tenant-provision.ts";
-import { publicOutputs, runTenantStack } from "./tenant-support.ts";
+import { publicOutputs, runTenantStack, type TenantStackArgs } from "./tenant-support.ts";
+import { loadPlan, planFile, removePlanFile, storePlan, writePlanFile } from "./release-plan-store.ts";
 
 export type StepData = Extract<JobData, { kind: "release.tenant-step" }>;
 
@@ -55,6 +59,10 @@ export type StepResult =
       readonly protected: boolean;
       readonly outputs: Record<string, unknown>;
       readonly resourceChanges: Record<string, number>;
+      /** Engine runs of the step's `up` (1 when constrained by the stored plan, 2 with the policy preview). */
+      readonly engineRuns?: number;
+      /** How the stored update plan was used: absent when there was none to use. */
+      readonly planUse?: "constrained" | "fallback";
     }
   | {
       readonly tenantId: string;
@@ -100,6 +108,7 @@ export async function startStep(queue: StepQueue, data: StepData, parent: { id: 
 
 export function releaseTenantStepHandler(deps: TenantStepDeps): JobHandler<"release.tenant-step"> {
   const prefix = deps.config.queuePrefix;
+  const blobs = () => deps.blobs ?? blobStoreFor(deps.config.blobStore);
   const rolloutCancelled = async (rolloutJobId: string) => (await deps.redis.get(cancelKey(prefix, rolloutJobId))) === "1";
 
   /** Why the step must not touch its tenant, or null. */
@@ -133,15 +142,54 @@ export function releaseTenantStepHandler(deps: TenantStepDeps): JobHandler<"rele
     const tenant = await deps.tenants.get(d.tenantId);
     if (!tenant || tenant.state !== "active") return { ...base, outcome: "skipped", reason: "not-active" };
     await ctx.progress(`rollout ${d.rolloutJobId} plan: stack preview tenant-${d.tenantId} at ${d.version}`);
-    const summary = await runTenantStack(
-      deps.runner,
-      ctx,
-      "preview",
-      { tenantId: d.tenantId, tier: tenant.tier, region: tenant.region, version: d.version },
-      deps.policyPacks,
-    );
-    const diff = summary.diff ?? [];
-    return { ...base, outcome: "planned", infra: { diff, violations: summary.violations ?? [], digest: planDigest(diff) } };
+    // The engine saves the preview's update plan: the apply step's `up` is constrained by it.
+    const file = planFile(deps.config.dataDir);
+    try {
+      const summary = await runTenantStack(
+        deps.runner,
+        ctx,
+        "preview",
+        { tenantId: d.tenantId, tier: tenant.tier, region: tenant.region, version: d.version },
+        deps.policyPacks,
+        { savePlan: file },
+      );
+      const diff = summary.diff ?? [];
+      const digest = planDigest(diff);
+      // Without a stored plan the apply step takes the policy-checked preview and `up`: slower, as safe.
+      await storePlan(blobs(), d.rolloutJobId, d.tenantId, file, { version: d.version, digest }).catch((err: unknown) =>
+        ctx.logger.warn({ err, tenantId: d.tenantId }, "could not store the update plan; the apply step previews again"),
+      );
+      return { ...base, outcome: "planned", infra: { diff, violations: summary.violations ?? [], digest } };
+    } finally {
+      removePlanFile(file);
+    }
+  };
+
+  /**
+   * The tenant's `up` at the version. With the plan its plan step stored (made for this version
+   * and, in an approved wave, for the approved diff) the `up` is constrained by it: the engine
+   * applies only steps of that plan, each policy-checked when it was saved, so no second preview
+   * runs. Without one, or when the engine refuses it (the stack changed since), the policy-checked
+   * preview runs first; in an approved wave that same preview must find the approved diff, or
+   * nothing is applied (`plan-changed`).
+   */
+  const applyUp = async (stepCtx: StepContext, d: StepData, args: TenantStackArgs): Promise<OperationSummary> => {
+    const expect = d.approvedDigest !== undefined ? { expectedDigest: d.approvedDigest } : {};
+    const stored = await loadPlan(blobs(), d.rolloutJobId, d.tenantId).catch((err: unknown) => {
+      stepCtx.logger.warn({ err, tenantId: d.tenantId }, "could not read the stored update plan; previewing instead");
+      return null;
+    });
+    const usable = stored !== null && stored.version === d.version && (d.approvedDigest === undefined || stored.digest === d.approvedDigest);
+    if (!usable) {
+      if (stored !== null) await stepCtx.progress(`tenant ${d.tenantId}: the stored update plan is not for this diff; previewing before the up`);
+      return runTenantStack(deps.runner, stepCtx, "up", args, deps.policyPacks, expect);
+    }
+    const file = writePlanFile(deps.config.dataDir, stored);
+    try {
+      return await runTenantStack(deps.runner, stepCtx, "up", args, deps.policyPacks, { ...expect, plan: file });
+    } finally {
+      removePlanFile(file);
+    }
   };
 
   return async (ctx) => {
@@ -183,19 +231,16 @@ export function releaseTenantStepHandler(deps: TenantStepDeps): JobHandler<"rele
       }, deps.cancelPollMs ?? 500);
       try {
         const stepCtx: StepContext = { ...ctx, signal: controller.signal };
-        const args = { tenantId: d.tenantId, tier: tenant.tier, region: tenant.region, version: d.version };
-        if (d.approvedDigest !== undefined) {
-          // Apply only what was approved: another change may have landed since the plan was seen.
-          await ctx.progress(`rollout ${d.rolloutJobId} wave ${d.wave}: stack preview tenant-${d.tenantId} at ${d.version} against the approved plan`);
-          const preview = await runTenantStack(deps.runner, stepCtx, "preview", args, deps.policyPacks);
-          const found = preview.diff ?? [];
-          if (planDigest(found) !== d.approvedDigest) {
-            await ctx.progress(`tenant ${d.tenantId}: the diff differs from the approved plan; the wave asks for approval again`);
-            return { ...base, outcome: "skipped", reason: "plan-changed", found } satisfies StepResult;
-          }
+        const args: TenantStackArgs = { tenantId: d.tenantId, tier: tenant.tier, region: tenant.region, version: d.version };
+        await ctx.progress(
+          `rollout ${d.rolloutJobId} wave ${d.wave}: stack up tenant-${d.tenantId} at ${d.version}${d.approvedDigest !== undefined ? " (the approved plan only)" : ""}`,
+        );
+        const summary = await applyUp(stepCtx, d, args);
+        if (summary.result === "plan-changed") {
+          // Apply only what was approved: another change landed since the plan was seen.
+          await ctx.progress(`tenant ${d.tenantId}: the diff differs from the approved plan; nothing applied; the wave asks for approval again`);
+          return { ...base, outcome: "skipped", reason: "plan-changed", found: summary.diff ?? [] } satisfies StepResult;
         }
-        await ctx.progress(`rollout ${d.rolloutJobId} wave ${d.wave}: stack up tenant-${d.tenantId} at ${d.version}`);
-        const summary = await runTenantStack(deps.runner, stepCtx, "up", args, deps.policyPacks);
         // Application health is the wave's gate, after its commit (Argo CD must see the commit first).
         await ctx.progress(`tenant ${d.tenantId} is up at ${d.version}; the wave's commit records it`);
         return {
@@ -207,6 +252,8 @@ export function releaseTenantStepHandler(deps: TenantStepDeps): JobHandler<"rele
           protected: tenant.protected === true,
           outputs: publicOutputs(summary.outputs),
           resourceChanges: summary.resourceChanges,
+          ...(summary.engineRuns !== undefined ? { engineRuns: summary.engineRuns } : {}),
+          ...(summary.planUse ? { planUse: summary.planUse } : {}),
         } satisfies StepResult;
       } finally {
         clearInterval(poll);

@@ -13,7 +13,7 @@ import { renderRegionFiles, type GitOpsSettings, type InfraOutputs } from "../gi
 import { tenantPath } from "../../core/gitops-paths.ts";
 import { commitMessage, type GitOpsWriter } from "../gitops/writer.ts";
 import type { StepContext } from "../job-worker.ts";
-import type { OperationSummary, StackOperation } from "../pulumi-protocol.ts";
+import type { OperationSummary, StackOperation, StackOperationRequest } from "../pulumi-protocol.ts";
 import type { StackRunner } from "../pulumi-runner.ts";
 
 /** Pulumi project of preview stacks; tenant stacks live in one project per tier (tenantProject). */
@@ -114,6 +114,8 @@ export function runTenantStack(
   operation: StackOperation,
   args: TenantStackArgs,
   policyPacks: readonly string[],
+  /** Update plans and the approved digest (see StackOperationRequest). */
+  plan: Pick<StackOperationRequest, "savePlan" | "plan" | "expectedDigest"> = {},
 ): Promise<OperationSummary> {
   const programArgs: Record<string, string | number | boolean> = {
     tenantId: args.tenantId,
@@ -124,7 +126,7 @@ export function runTenantStack(
   if (args.readOnly) programArgs.readOnly = true;
   if (args.keepCacheKeys) programArgs.keepCacheKeys = true;
   return runner.run(
-    { stack: `tenant-${args.tenantId}`, projectName: tenantProject(args.tier), operation, program: "tenant", args: programArgs, policyPacks },
+    { stack: `tenant-${args.tenantId}`, projectName: tenantProject(args.tier), operation, program: "tenant", args: programArgs, policyPacks, ...plan },
     { signal: ctx.signal, onProgress: (line) => void ctx.progress(line) },
   );
 }
