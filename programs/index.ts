@@ -8,12 +8,12 @@ import { ValidationError } from "../core/errors.ts";
 import type { ProgramContext } from "./context.ts";
 import { localPreviewProgram, previewArgsSchema } from "./preview.ts";
 import { localTenantProgram, tenantArgsSchema } from "./tenant.ts";
-import { regionArgsSchema, tenantFunctionsArgsSchema } from "./aws/schemas.ts";
+import { dataJobArgsSchema, regionArgsSchema, tenantFunctionsArgsSchema } from "./aws/schemas.ts";
 
 export type { ProgramContext } from "./context.ts";
 export { POLICY_PACK_DIR, POLICY_PACK_ENV } from "./policy/location.ts";
 
-export const PROGRAM_NAMES = ["tenant", "preview", "region", "tenant-functions"] as const;
+export const PROGRAM_NAMES = ["tenant", "preview", "region", "tenant-functions", "data-job"] as const;
 export type ProgramName = (typeof PROGRAM_NAMES)[number];
 
 type Args = Record<string, string | number | boolean>;
@@ -53,6 +53,11 @@ export function programFor(name: string, args: Args, ctx: ProgramContext): Pulum
       awsOnly(name, ctx);
       const a = parse(tenantFunctionsArgsSchema, args);
       return async () => (await import("./aws/tenant-functions.ts")).tenantFunctionsProgram(a)();
+    }
+    case "data-job": {
+      awsOnly(name, ctx);
+      const a = parse(dataJobArgsSchema, args);
+      return async () => (await import("./aws/data-job.ts")).dataJobProgram(a)();
     }
     default:
       throw new ValidationError("program", `unknown program ${JSON.stringify(name)}; known: ${PROGRAM_NAMES.join(", ")}`);

@@ -37,7 +37,14 @@ function mockId(type: string, name: string, inputs: Record<string, unknown>): st
 
 let runCounter = 0;
 
-export async function runWithMocks(program: () => Promise<Record<string, unknown>>, stackReferenceOutputs: Record<string, unknown> = {}): Promise<MockRun> {
+/** Answers of data-source calls by token (e.g. `aws:secretsmanager/getSecretVersion:getSecretVersion`), for a test to give. */
+export type CallAnswers = Record<string, (inputs: Record<string, unknown>) => Record<string, unknown>>;
+
+export async function runWithMocks(
+  program: () => Promise<Record<string, unknown>>,
+  stackReferenceOutputs: Record<string, unknown> = {},
+  calls: CallAnswers = {},
+): Promise<MockRun> {
   const resources: Recorded[] = [];
   await pulumi.runtime.setMocks(
     {
@@ -60,6 +67,8 @@ export async function runWithMocks(program: () => Promise<Record<string, unknown
         return { id, state: { ...inputs, ...extra } };
       },
       call(args) {
+        const answer = calls[args.token];
+        if (answer) return answer(args.inputs as Record<string, unknown>);
         if (args.token === "aws:index/getCallerIdentity:getCallerIdentity") {
           return { accountId: "123456789012", arn: "arn:aws:iam::123456789012:user/ci", userId: "AIDA" };
         }

@@ -1,7 +1,7 @@
 // Argument schemas of the aws-only programs, kept apart from the programs so validating a job's
 // arguments does not load @pulumi/aws.
 import { z } from "zod";
-import { functionNameSchema, regionSchema, tenantIdSchema } from "../../core/ids.ts";
+import { functionNameSchema, regionSchema, tenantIdSchema, tierSchema } from "../../core/ids.ts";
 import { DEFAULT_COST_CENTRE, DEFAULT_REGION_DOMAIN, costCentreSchema, regionDomainSchema, regionEnvironmentSchema } from "../../core/regions.ts";
 
 /** Lambda's `path/file.export`, never leaving the bundle. */
@@ -52,3 +52,42 @@ export const tenantFunctionsArgsSchema = z
   })
   .strict();
 export type TenantFunctionsArgs = z.infer<typeof tenantFunctionsArgsSchema>;
+
+/** A container image: a repository with a tag and/or a `@sha256:` digest (pinning by digest is preferred). */
+export const imageSchema = z
+  .string()
+  .max(255)
+  .regex(/^[a-z0-9][a-z0-9._/-]{0,190}(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$/, "must be an image reference");
+
+/**
+ * Images of the data job: `dump` runs the MySQL client tools (mysqldump, mysql, gzip, sha256sum),
+ * `upload` the AWS CLI. Overridable per installation (pin them by digest there).
+ */
+export const DATA_JOB_IMAGES = { dump: "mysql:8.4", upload: "amazon/aws-cli:2.22.35" } as const;
+
+/** The `data-job` program (programs/aws/data-job.ts): a tier move's copy, or a deprovision's backup. */
+export const dataJobArgsSchema = z
+  .object({
+    tenantId: tenantIdSchema,
+    region: regionSchema,
+    /** The worker's job this run belongs to (names the result object); checked again in the result. */
+    runId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+    /** `move`: dump the source tier's database, load it into the target's, verify both; `backup`: dump only. */
+    mode: z.enum(["move", "backup"]),
+    sourceTier: tierSchema,
+    targetTier: tierSchema.optional(),
+    /** Time stamp of the backup's name (`2026-01-31T10-00-00-000Z`). */
+    stamp: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$/),
+    dumpImage: imageSchema.default(DATA_JOB_IMAGES.dump),
+    uploadImage: imageSchema.default(DATA_JOB_IMAGES.upload),
+    /** The Job's activeDeadlineSeconds: how long the copy may take before Kubernetes stops it. */
+    deadlineSeconds: z.number().int().min(60).max(86_400).default(1200),
+    /** Scratch space for the compressed dump (an emptyDir, GiB). */
+    scratchGi: z.number().int().min(1).max(500).default(20),
+  })
+  .strict()
+  .refine((a) => (a.mode === "move" ? a.targetTier !== undefined && a.targetTier !== a.sourceTier : a.targetTier === undefined), {
+    message: "a move names a target tier other than the source; a backup names none",
+    path: ["targetTier"],
+  });
+export type DataJobArgs = z.infer<typeof dataJobArgsSchema>;

@@ -9,7 +9,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { previewKey } from "../../core/ids.ts";
-import { REGION_PROJECT, previewNamespace, tenantNamespace, workloadObjects, type WorkloadObjects } from "../../core/tenant-resources.ts";
+import { REGION_PROJECT, credentialsSecretId, previewNamespace, tenantNamespace, workloadObjects, type WorkloadObjects } from "../../core/tenant-resources.ts";
 import { MAX_CONNECTIONS, cacheRules, privilegesFor, stackOwner, tenantDatabase } from "../logical.ts";
 import { logicalNames, type LogicalNames } from "../../core/naming.ts";
 import { GeneratedPassword } from "../local/resources.ts";
@@ -53,6 +53,8 @@ interface AwsTenantSpec {
   /** The namespace's objects (core/tenant-resources.ts); the namespace is also the IAM role's base name. */
   objects: WorkloadObjects;
   tenantTag: string;
+  /** A tenant's tier (its credentials secret's name carries it); none for a preview. */
+  tier?: "pool" | "silo";
   sizing: Sizing;
   labels: Record<string, string>;
   version?: string;
@@ -162,7 +164,7 @@ function awsTenant(spec: AwsTenantSpec): Record<string, unknown> {
   );
   const secret = new aws.secretsmanager.Secret(
     `${names.key}-credentials`,
-    { name: `stackrail/${namespace}/credentials`, kmsKeyId: kmsKeyArn, recoveryWindowInDays: 7, tags },
+    { name: credentialsSecretId(namespace, spec.tier), kmsKeyId: kmsKeyArn, recoveryWindowInDays: 7, tags },
     opts,
   );
   new aws.secretsmanager.SecretVersion(`${names.key}-credentials`, { secretId: secret.id, secretString: credentials }, opts);
@@ -266,6 +268,7 @@ export function awsTenantProgram(args: TenantArgs): () => Promise<Record<string,
       names: logicalNames(silo ? "silo" : "tenant", args.tenantId),
       objects: workloadObjects(tenantNamespace(args.tenantId)),
       tenantTag: args.tenantId,
+      tier: args.tier,
       version: args.version,
       labels: { "stackrail.io/tenant": args.tenantId, "stackrail.io/tier": args.tier },
       sizing: {

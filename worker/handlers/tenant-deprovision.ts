@@ -6,9 +6,15 @@
 // The guards are checked here, not only at the API: a job put into the queue any other way meets
 // the same refusals. A tenant whose provision failed (`failed`) is cleaned up the same way. A
 // deprovision that fails after its guards keeps the record, `failed`, so DELETE can try again.
+//
+// On aws the final backup is taken inside the tenant's region by a Kubernetes Job (the `data-job`
+// program, worker/aws-data-job.ts) and kept in the region's encrypted bucket; pool tenants share
+// their cluster, so the cluster's own snapshots are no per-tenant backup. A backup that fails
+// stops the deprovision before anything is removed.
 import { blobStoreFor } from "../../core/blob-store.ts";
 import { DeletionRefusedError, NotFoundError, fateOf } from "../../core/errors.ts";
 import { logicalNames } from "../../core/naming.ts";
+import { runAwsDataJob, type DataJobSettings } from "../aws-data-job.ts";
 import { databaseExists, dumpDatabase } from "../database-backup.ts";
 import type { DeletionBreaker } from "../deletion-breaker.ts";
 import { tenantDeletion } from "../gitops/manifests.ts";
@@ -21,6 +27,8 @@ export interface DeprovisionDeps extends TenantHandlerDeps {
   readonly breaker: DeletionBreaker;
   /** Bundles the queue's tenant.function jobs name, so a bundle another tenant still needs is kept. */
   readonly bundleReferences?: (tenantId: string) => Promise<BundleReferences>;
+  /** aws: how the backup job runs and where its result is read (defaults: worker/aws-data-job.ts). */
+  readonly dataJob?: DataJobSettings;
 }
 
 export function tenantDeprovisionHandler(deps: DeprovisionDeps): JobHandler<"tenant.deprovision"> {
@@ -56,7 +64,7 @@ export function tenantDeprovisionHandler(deps: DeprovisionDeps): JobHandler<"ten
         subject: stack,
       });
 
-      let backup: { file: string; bytes: number } | null = null;
+      let backup: { file: string; bytes: number; bucket?: string; sha256?: string } | null = null;
       let files: { functions: number; bundles: number } | null = null;
       if (deps.config.target === "local") {
         await ctx.progress("final backup of the tenant database");
@@ -67,6 +75,19 @@ export function tenantDeprovisionHandler(deps: DeprovisionDeps): JobHandler<"ten
           backup = await dumpDatabase({ mysqlUrl: deps.config.localMysqlUrl, database: names.database, tenantId, blobs, logger: ctx.logger });
           await ctx.progress(`backup written: ${backup.file} (${backup.bytes} bytes)`);
         }
+      } else if (typeof tenant.outputs.databaseName !== "string") {
+        // Its provision never recorded a database (it failed before): no data was ever written.
+        await ctx.progress("no database recorded for the tenant (its provision never completed); nothing to back up");
+      } else {
+        await ctx.progress(`final backup of the tenant database (a Kubernetes Job in ${tenant.region} writes it to the region's bucket)`);
+        const taken = await runAwsDataJob({ runner: deps.runner, policyPacks: deps.policyPacks, ...(deps.dataJob ? { settings: deps.dataJob } : {}) }, ctx, {
+          mode: "backup",
+          tenantId,
+          region: tenant.region,
+          sourceTier: tenant.tier,
+        });
+        backup = { bucket: taken.bucket, file: taken.backup.key, bytes: taken.backup.bytes, sha256: taken.backup.sha256 };
+        await ctx.progress(`backup written: s3://${taken.bucket}/${taken.backup.key} (${taken.backup.bytes} bytes, ${taken.tables.length} table(s))`);
       }
       // After the backup: the tenant's code goes with its data. Bundles and versions are in the
       // blob store on every target (the aws Lambda functions themselves are not removed here).

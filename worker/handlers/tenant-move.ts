@@ -3,9 +3,14 @@
 // verify it (row counts and checksums per table, attachment hashes), cut over in one GitOps
 // commit, then clean the source up after the rollback window. A failure at any step before the
 // cut-over rolls back: the source is unfrozen, the target destroyed, nothing is lost.
+//
+// On aws the copy and its verification run inside the tenant's region, as a Kubernetes Job (the
+// `data-job` program, worker/aws-data-job.ts); the source's dump is kept in the region's bucket.
+// A copy that does not verify fails the move before the cut-over, like on the local target.
 import { ConflictError, NotFoundError, ProgramError, StackrailError } from "../../core/errors.ts";
 import type { Tier } from "../../core/ids.ts";
 import { logicalNames } from "../../core/naming.ts";
+import { runAwsDataJob, type DataJobSettings } from "../aws-data-job.ts";
 import { copyCacheKeys, copyDatabase, copyDirectory, verifyDatabaseCopy, verifyDirectoryCopy } from "../data-copy.ts";
 import { renderTenantFiles } from "../gitops/manifests.ts";
 import type { JobHandler } from "../job-worker.ts";
@@ -19,6 +24,8 @@ export interface MoveDeps extends TenantHandlerDeps {
   readonly scheduleCleanup: (tenantId: string, tier: Tier, region: string, dueAt: number) => Promise<void>;
   readonly cancelCleanup: (tenantId: string, tier: Tier) => Promise<void>;
   readonly now?: () => number;
+  /** aws: how the data job runs and where its result is read (defaults: worker/aws-data-job.ts). */
+  readonly dataJob?: DataJobSettings;
 }
 
 export function tenantMoveHandler(deps: MoveDeps): JobHandler<"tenant.move"> {
@@ -65,6 +72,21 @@ export function tenantMoveHandler(deps: MoveDeps): JobHandler<"tenant.move"> {
         report.tables = tables;
         report.attachments = await verifyDirectoryCopy(`${root}/${from.attachmentsDir}`, `${root}/${to.attachmentsDir}`);
         await ctx.progress(`verified ${tables.length} table(s): ${tables.map((t) => `${t.table}=${t.rows} rows`).join(", ") || "none"}`);
+      } else {
+        step = "copy and verify the data";
+        await ctx.progress(`3/6 copying ${from.database} -> ${to.database} in ${region} (a Kubernetes Job), verifying row counts and CHECKSUM TABLE`);
+        const copied = await runAwsDataJob({ runner: deps.runner, policyPacks: deps.policyPacks, ...(deps.dataJob ? { settings: deps.dataJob } : {}) }, ctx, {
+          mode: "move",
+          tenantId,
+          region,
+          sourceTier: source,
+          targetTier: target,
+        });
+        report.tables = copied.tables;
+        report.backup = { bucket: copied.bucket, file: copied.backup.key, bytes: copied.backup.bytes, sha256: copied.backup.sha256 };
+        if (copied.leftover) report.dataJobLeftover = copied.leftover;
+        const tables = copied.tables;
+        await ctx.progress(`4/6 verified ${tables.length} table(s): ${tables.map((t) => `${t.table}=${t.rows} rows`).join(", ") || "none"}`);
       }
 
       step = "cut over";
