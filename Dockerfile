@@ -87,8 +87,8 @@ ENV NODE_ENV=production \
     PORT=8080
 USER 10001:10001
 EXPOSE 8080
-# /healthz is served by the api and all roles; a worker-only container has no HTTP edge, so
-# orchestrators probe it through the metrics listener instead (see deploy/helm/stackrail).
+# Every role answers /healthz on PORT: the api and all roles on their HTTP edge, a worker-only
+# container on its probe listener (only /healthz and /readyz; see deploy/helm/stackrail).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "main.ts"]

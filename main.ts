@@ -7,7 +7,7 @@ import { loadConfig, secretValues, type Config } from "./core/config.ts";
 import { engineLocation } from "./core/engine.ts";
 import { ConfigError } from "./core/errors.ts";
 import { createLogger, SecretScrubber } from "./core/logger.ts";
-import { assertNoEviction, workerConnection } from "./core/redis.ts";
+import { assertNoEviction, assertStandaloneServer, isClusterUrl, workerConnection } from "./core/redis.ts";
 import { startService, type Role } from "./service.ts";
 
 function parseRole(argv: string[]): Role {
@@ -56,6 +56,8 @@ async function main(): Promise<void> {
   try {
     await probe.connect();
     await assertNoEviction(probe);
+    // Tenant caches cannot live on a cluster (per-tenant ACL users, databases, server-wide purge).
+    if (isClusterUrl(config.redisUrl) && config.target === "local") await assertStandaloneServer(config.localRedisUrl);
   } catch (err) {
     refuse(err instanceof ConfigError ? err.message : `REDIS_URL: cannot reach Redis (${(err as Error).message})`);
   } finally {
@@ -77,6 +79,15 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal, graceMs: config.shutdownGraceMs }, "shutting down");
+    // A close that cannot reach Redis (BullMQ waits to move the running job) would never end: past the
+    // grace period and a margin for the engine's own cancel, exit anyway. The job's lock then expires
+    // and another worker takes it over, as after a crash.
+    const deadline = config.shutdownGraceMs + 30_000;
+    setTimeout(() => {
+      logger.error({ graceMs: config.shutdownGraceMs, deadlineMs: deadline }, "shutdown did not finish in time; exiting");
+      logger.flush();
+      process.exit(1);
+    }, deadline).unref();
     service.close().then(
       () => {
         logger.info("stopped");
@@ -91,7 +102,10 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
-  logger.info({ url: service.url, metricsUrl: service.metricsUrl, engine: engine.version, target: config.target }, "stackrail started");
+  logger.info(
+    { url: service.url, metricsUrl: service.metricsUrl, probeUrl: service.probeUrl, engine: engine.version, target: config.target },
+    "stackrail started",
+  );
 }
 
 await main();

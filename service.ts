@@ -39,6 +39,8 @@ export interface Service {
   readonly url: string | undefined;
   /** Where the metrics listener (STACKRAIL_METRICS_PORT, any role) serves `/metrics` without a token. */
   readonly metricsUrl: string | undefined;
+  /** Where a worker-only process serves `/healthz` and `/readyz` (HOST:PORT); the other roles' edge serves them at url. */
+  readonly probeUrl: string | undefined;
   readonly app: FastifyInstance | undefined;
   readonly queue: JobQueue | undefined;
   readonly worker: WorkerRole | undefined;
@@ -87,9 +89,26 @@ export async function startService(config: Config, options: ServiceOptions = {})
     finalClosers.push(() => listener.close());
   }
 
+  // A worker-only process has no HTTP edge, but orchestrators probe it like the API: /healthz and
+  // /readyz on HOST:PORT. Started before the worker (a port in use stops the start-up; a startup
+  // probe sees the process answer, not ready yet) and closed last (not ready while it shuts down).
+  let worker: WorkerRole | undefined;
+  let probeUrl: string | undefined;
+  if (role === "worker") {
+    const { startProbeListener } = await import("./webhooks/metrics-listener.ts");
+    const listener = await startProbeListener({
+      host: config.host,
+      port: config.port,
+      requestTimeoutMs: config.requestTimeoutMs,
+      logger,
+      readiness: async () => (worker ? { ...(await worker.readiness()) } : { redis: false, worker: false }),
+    });
+    probeUrl = listener.url;
+    finalClosers.push(() => listener.close());
+  }
+
   // Each role loads only its own modules: a worker process carries no HTTP stack, an API process
   // no job handlers (tens of MiB each).
-  let worker: WorkerRole | undefined;
   if (role === "all" || role === "worker") {
     const { startWorkerRole } = await import("./worker/worker-role.ts");
     worker = await startWorkerRole({
@@ -109,7 +128,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
   let queue: JobQueue | undefined;
   let url: string | undefined;
   if (role === "all" || role === "api") {
-    const { buildHttpServer, createEdgeRedis } = await import("./webhooks/http-server.ts");
+    const { buildHttpServer } = await import("./webhooks/http-server.ts");
+    const { edgeConnection } = await import("./core/redis.ts");
     const { registerReleaseControl } = await import("./webhooks/release-control.ts");
     const { registerOperationsApi } = await import("./webhooks/operations-api.ts");
     const { TenantIndex } = await import("./core/tenant-index.ts");
@@ -117,7 +137,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const { createGitOpsWriter } = await import("./worker/gitops/writer-factory.ts");
     const { readDesiredTenants } = await import("./worker/gitops/tenant-reader.ts");
     const { JobQueue } = await import("./jobs/queue.ts");
-    const edge = createEdgeRedis(config.redisUrl);
+    // A server or a Redis Cluster, as REDIS_URL says (core/redis.ts makes every queue connection).
+    const edge = edgeConnection(config.redisUrl);
     // The edge connection queues nothing while disconnected; serve only once it is connected.
     await waitReady(edge, 5_000);
     // Redis is the queue, not the system of record: the tenant index is rebuilt from the GitOps repository.
@@ -166,6 +187,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     scrubber,
     url,
     metricsUrl,
+    probeUrl,
     app,
     queue,
     worker,

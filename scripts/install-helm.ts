@@ -1,5 +1,6 @@
 // Builds the Helm CLI from Go modules into .engine/tools/helm-v<version>/bin/helm, for the chart
-// tests (deploy/helm/chart.test.ts: `helm lint`, `helm template`). Same reasons and shape as
+// tests (deploy/helm/chart.test.ts: `helm lint`, `helm template`), which are part of `npm test`.
+// Runs from `npm ci` (postinstall) and before `npm test`, like the engine. Same reasons and shape as
 // scripts/install-engine.ts: Helm is in neither the npm registry nor the Debian release this
 // machine uses, and its download site is out of reach, but the Go module proxy serves helm.sh/helm.
 // The version and every dependency are pinned by deploy/helm/tools/go.mod and go.sum (a tools
@@ -47,7 +48,8 @@ export function helmVersionOf(helm: string): string | undefined {
 }
 
 function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, label: string): Promise<void> {
-  return runLogged(cmd, args, { cwd, env, label, log });
+  // A cold build takes minutes: the progress line (every 15 s) counts the packages compiled so far.
+  return runLogged(cmd, args, { cwd, env, label, log, countPackages: true });
 }
 
 export async function installHelm(root = PROJECT_ROOT): Promise<HelmLocation> {
@@ -72,6 +74,7 @@ export async function installHelm(root = PROJECT_ROOT): Promise<HelmLocation> {
       go,
       [
         "build",
+        "-v",
         "-trimpath",
         "-ldflags",
         `-s -w -X helm.sh/helm/v4/internal/version.version=${expected}`,

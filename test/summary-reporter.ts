@@ -8,8 +8,10 @@ export class SummaryReporter implements Reporter {
     let failed = unhandledErrors.length;
     let skipped = 0;
     for (const module of testModules) {
-      // A file that failed to load has no tests but is a failure.
-      if (module.state() === "failed" && [...module.children.allTests()].length === 0) failed++;
+      // A file that failed to load, or whose beforeAll failed (its tests then read as skipped), is a
+      // failure even though none of its tests failed.
+      const tests = [...module.children.allTests()];
+      if (module.state() === "failed" && !tests.some((t) => t.result().state === "failed")) failed++;
       for (const test of module.children.allTests()) {
         const state = test.result().state;
         if (state === "passed") passed++;

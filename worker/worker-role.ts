@@ -15,6 +15,7 @@ import { createFeedback } from "./github/feedback-factory.ts";
 import type { Feedback } from "./github/feedback.ts";
 import { createGitOpsWriter } from "./gitops/writer-factory.ts";
 import { PreviewRegistry } from "./preview-registry.ts";
+import { fenced } from "./job-scope.ts";
 import { reapIdlePreviews } from "./preview-reaper.ts";
 import { driftWindowMs, enqueueDueDriftChecks, runDueOrphanAudit } from "./drift-scheduler.ts";
 import { auditAndRecord } from "./orphans/audit.ts";
@@ -64,8 +65,21 @@ export interface WorkerRole {
   readonly presence: WorkerPresence;
   /** Routes that belong to the worker side (dashboard, cancel) when API and worker share a process. */
   registerRoutes(app: FastifyInstance): Promise<void>;
+  /**
+   * What a worker process's `/readyz` reports: `redis`, both connections ready and Redis answering;
+   * `worker`, the BullMQ worker running and no shutdown begun (false from the first moment of close()).
+   */
+  readiness(): Promise<WorkerReadiness>;
   close(graceMs: number): Promise<void>;
 }
+
+export interface WorkerReadiness {
+  readonly redis: boolean;
+  readonly worker: boolean;
+}
+
+/** How long a readiness check waits for Redis's PONG. */
+const READINESS_PING_MS = 1_000;
 
 const MINUTE = 60_000;
 
@@ -100,14 +114,25 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
   const guard = new RedisStackGuard(commands, presence, lockStoreFor(config.pulumiBackendUrl, { logger }));
   const runner = observedRunner(createRunner(config, deps.engine, { guard }), deps.metrics);
   const writer = deps.writer ?? (await createGitOpsWriter(config, { logger }));
-  const previews = new PreviewRegistry(commands, config.queuePrefix);
+  // A worker cut off from Redis may have writes queued on its connection: inside a job, each record
+  // write first checks that the job's lock is still this worker's (job-scope.ts fencing).
+  const previews = fenced(new PreviewRegistry(commands, config.queuePrefix), ["admit", "remove"]);
   const scrub = (text: string): string => deps.scrubber.scrub(text);
   const onResponse = (status: number, remaining: number | undefined): void => {
     deps.metrics.githubCalls.inc({ status: String(status) });
     if (remaining !== undefined) deps.metrics.githubRateRemaining.set(remaining);
   };
   const feedbackFor = deps.feedbackFor ?? ((repo: RepoRef) => createFeedback(config, { logger, scrub, repo, clientOptions: { onResponse } }));
-  const tenants = new TenantIndex(commands, config.queuePrefix);
+  const tenants = fenced(new TenantIndex(commands, config.queuePrefix), [
+    "rebuild",
+    "claimProvision",
+    "abandonProvision",
+    "markFailed",
+    "transition",
+    "recordOutputs",
+    "markDeleted",
+    "setCurrentVersion",
+  ]);
   const cleanups = new CleanupScheduler(commands, config.queuePrefix);
   const scheduleQueue = new JobQueue({ connection: commands, prefix: config.queuePrefix, scrubber: deps.scrubber });
   // Ended rollback windows: BullMQ delayed timers; one worker of the installation takes each when due.
@@ -140,6 +165,8 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
     stackOf: (job: Job) => stackFor(job.data as JobData),
     timeoutMs: (kind) => config.timeouts[kind] ?? defaultTimeoutMs(kind),
     lockDurationMs: config.jobLockMs,
+    // The engine must be dead before the lock runs out: the margin covers the runner's cancel grace (20 s).
+    ...(config.jobLockMs >= 50_000 ? { leaseMarginMs: 25_000 } : {}),
     stalledIntervalMs: config.stalledIntervalMs,
     maxStalledCount: config.maxJobCrashes,
     // A lane lease outlives a dead worker by at most the job lock, so its stack is not blocked for long.
@@ -182,13 +209,34 @@ export async function startWorkerRole(deps: WorkerRoleDeps): Promise<WorkerRole>
     tick().catch((err: unknown) => logger.warn({ err }, "scheduled work could not be enqueued"));
   }, tickMs);
   logger.info({ concurrency: config.concurrency, target: config.target, workerId: presence.identity.id, host: presence.identity.host }, "worker started");
+  let closing = false;
+  const redisAnswers = async (): Promise<boolean> => {
+    // Commands on these connections wait for a reconnect rather than fail: a disconnected one is
+    // not ready without asking, and a PONG that does not come in time is a no.
+    if (connection.status !== "ready" || commands.status !== "ready") return false;
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      commands.ping().then(
+        (pong) => pong === "PONG",
+        () => false,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), READINESS_PING_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  };
   return {
     jobWorker,
     presence,
     async registerRoutes(): Promise<void> {
       // The queue dashboard and job cancel routes are added here (operations issue).
     },
+    async readiness(): Promise<WorkerReadiness> {
+      const worker = !closing && jobWorker.worker.isRunning() && jobWorker.worker.closing === undefined;
+      return { redis: await redisAnswers(), worker };
+    },
     async close(graceMs: number): Promise<void> {
+      closing = true;
       clearInterval(scheduler);
       await jobWorker.close(graceMs);
       await orphanAudits.close();

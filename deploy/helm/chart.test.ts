@@ -2,7 +2,8 @@
 // Helm CLI built from Go modules (scripts/install-helm.ts), and every rendered object validated
 // against the Kubernetes API schemas shipped by the kubernetes-models packages (generated from the
 // Kubernetes OpenAPI spec, and from the Prometheus Operator CRDs for the ServiceMonitor). Nothing is
-// downloaded here: a missing tool or package fails the test with the command that installs it.
+// downloaded here: `npm ci` builds Helm (postinstall) and installs the schema packages (devDependencies),
+// and `npm test` runs this file; a missing tool or package fails it with the command that installs it.
 import { execFile } from "node:child_process";
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -96,8 +97,8 @@ beforeAll(async () => {
     accessSync(location.helm, constants.X_OK);
   } catch {
     throw new Error(
-      `helm v${location.version} is missing at ${path.relative(PROJECT_ROOT, location.helm)}: build it from Go modules with ` +
-        "`node scripts/install-helm.ts` (needs Go; pinned by deploy/helm/tools/go.mod).",
+      `helm v${location.version} is missing at ${path.relative(PROJECT_ROOT, location.helm)}: \`npm ci\` builds it from Go modules ` +
+        "(postinstall), or run `node scripts/install-helm.ts` (needs Go; pinned by deploy/helm/tools/go.mod).",
     );
   }
   helm = location.helm;
@@ -111,7 +112,7 @@ beforeAll(async () => {
     } catch {
       throw new Error(
         `${name} is missing: the chart test validates rendered objects against its Kubernetes schemas. ` +
-          "Install with `npm install --save-dev --save-exact kubernetes-models@5.1.0 @kubernetes-models/prometheus-operator@6.0.0`.",
+          "It is a devDependency of the project: run `npm ci`.",
       );
     }
   }
@@ -186,8 +187,10 @@ describe("rendered objects", () => {
     expect(worker.containers[0]?.args).toEqual(["--role", "worker"]);
     expect(api.containers[0]?.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "http" });
     expect(api.containers[0]?.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "http" });
-    // A worker has no HTTP edge: its only listener is the metrics one.
-    expect(worker.containers[0]?.livenessProbe?.httpGet).toEqual({ path: "/metrics", port: "metrics" });
+    // A worker has no HTTP edge: on the same port, its probe listener serves /healthz and /readyz.
+    expect(worker.containers[0]?.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "http" });
+    expect(worker.containers[0]?.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "http" });
+    expect(worker.containers[0]?.ports).toContainEqual(expect.objectContaining({ name: "http", containerPort: 8080 }));
     for (const spec of [api, worker]) {
       expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
       expect(spec.containers[0]?.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });

@@ -111,31 +111,29 @@ containers:
     env:
       {{- toYaml . | nindent 6 }}
     {{- end }}
+    # Both roles listen on PORT: the API's edge, or a worker's probe listener (/healthz, /readyz only).
     ports:
-      {{- if eq .component "api" }}
       - name: http
         containerPort: {{ $v.api.port }}
         protocol: TCP
-      {{- end }}
       - name: metrics
         containerPort: {{ $v.metrics.port }}
         protocol: TCP
-    {{- $probePort := ternary "http" "metrics" (eq .component "api") }}
     startupProbe:
       httpGet:
-        path: {{ ternary "/healthz" "/metrics" (eq .component "api") }}
-        port: {{ $probePort }}
+        path: /healthz
+        port: http
       periodSeconds: {{ $v.probes.startup.periodSeconds }}
       failureThreshold: {{ $v.probes.startup.failureThreshold }}
     livenessProbe:
       httpGet:
-        path: {{ ternary "/healthz" "/metrics" (eq .component "api") }}
-        port: {{ $probePort }}
+        path: /healthz
+        port: http
       {{- toYaml $v.probes.liveness | nindent 6 }}
     readinessProbe:
       httpGet:
-        path: {{ ternary "/readyz" "/metrics" (eq .component "api") }}
-        port: {{ $probePort }}
+        path: /readyz
+        port: http
       {{- toYaml $v.probes.readiness | nindent 6 }}
     resources:
       {{- toYaml .role.resources | nindent 6 }}
