@@ -70,9 +70,19 @@ interface Side {
   readonly results: LoadResult[];
   /** CPU time this process (server and load generator) used while the side's rounds ran. */
   cpuUs: number;
+  /** CPU time of the main thread alone (the server under test; not the load generator's thread, not libuv's pool). */
+  threadCpuUs: number;
 }
 
-function summarize(side: Side): { rps: number; p50: number; p99: number; non2xx: number; total: number; cpuUsPerDelivery: number } {
+function summarize(side: Side): {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  total: number;
+  cpuUsPerDelivery: number;
+  serverThreadCpuUsPerDelivery: number;
+} {
   const latencies = side.results.flatMap((r) => r.latencies);
   const elapsed = side.results.reduce((s, r) => s + r.elapsedMs, 0);
   let non2xx = 0;
@@ -87,6 +97,7 @@ function summarize(side: Side): { rps: number; p50: number; p99: number; non2xx:
     non2xx,
     total: latencies.length,
     cpuUsPerDelivery: Math.round(side.cpuUs / Math.max(1, latencies.length)),
+    serverThreadCpuUsPerDelivery: Math.round(side.threadCpuUs / Math.max(1, latencies.length)),
   };
 }
 
@@ -170,7 +181,11 @@ export async function benchIngest(): Promise<Row[]> {
   const urls: Record<SideName, string> = { ours: `${service.url ?? ""}/webhooks/github`, plain: await listen(plain), probot: await listen(probot) };
 
   const tpl = templates(secret, 1);
-  const sides: Record<SideName, Side> = { ours: { results: [], cpuUs: 0 }, plain: { results: [], cpuUs: 0 }, probot: { results: [], cpuUs: 0 } };
+  const sides: Record<SideName, Side> = {
+    ours: { results: [], cpuUs: 0, threadCpuUs: 0 },
+    plain: { results: [], cpuUs: 0, threadCpuUs: 0 },
+    probot: { results: [], cpuUs: 0, threadCpuUs: 0 },
+  };
   const names: SideName[] = ["plain", "probot", "ours"];
   try {
     say(`ingest: warm-up ${warmup} deliveries each`);
@@ -184,9 +199,12 @@ export async function benchIngest(): Promise<Row[]> {
         say(`ingest: round ${r + 1}/${rounds} ${name}: ${total} deliveries at concurrency ${concurrency}`);
         const load = templates(secret, total);
         const cpu0 = process.cpuUsage();
+        const thread0 = process.threadCpuUsage();
         sides[name].results.push(await runLoad({ url: urls[name], templates: load, total, concurrency }));
         const cpu = process.cpuUsage(cpu0);
+        const thread = process.threadCpuUsage(thread0);
         sides[name].cpuUs += cpu.user + cpu.system;
+        sides[name].threadCpuUs += thread.user + thread.system;
       }
     }
     // Durability check: every accepted delivery is a job in Redis (ours and the Probot-style server's).
@@ -248,6 +266,17 @@ export async function benchIngest(): Promise<Row[]> {
         baseline: p.cpuUsPerDelivery,
         unit: "µs",
         ratio: round(o.cpuUsPerDelivery / p.cpuUsPerDelivery),
+        goal: "(info)",
+        met: null,
+        baselineIs: probotIs,
+      },
+      {
+        bench: "ingest",
+        metric: "CPU per delivery vs Probot-style (server thread only)",
+        ours: o.serverThreadCpuUsPerDelivery,
+        baseline: p.serverThreadCpuUsPerDelivery,
+        unit: "µs",
+        ratio: round(o.serverThreadCpuUsPerDelivery / p.serverThreadCpuUsPerDelivery),
         goal: "(info)",
         met: null,
         baselineIs: probotIs,

@@ -1,12 +1,18 @@
 // POST /webhooks/github through a real server and a real Redis: signatures (GitHub's own test
 // vector, rotation, every way to get it wrong), real example payloads and the jobs they create,
 // redelivery and concurrent copies, hostile values.
+import { createHmac } from "node:crypto";
 import { createRequire } from "node:module";
+import { Writable } from "node:stream";
 import type { WebhookDefinition } from "@octokit/webhooks-examples";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { secretValues } from "../core/config.ts";
+import { createLogger, SecretScrubber } from "../core/logger.ts";
 import { API_TOKEN, deliver, jobCount, signBody, startEdge, WEBHOOK_SECRET, type Edge } from "./edge-fixture.ts";
 import { verifyGitHubSignature, WEBHOOK_BODY_LIMIT } from "./github-ingress.ts";
 import { RedisPrHeadStore } from "./github-routing.ts";
+import { buildHttpServer } from "./http-server.ts";
 import { redisWriteBatcher } from "./redis-batch.ts";
 
 const examples = createRequire(import.meta.url)("@octokit/webhooks-examples") as WebhookDefinition[];
@@ -111,6 +117,51 @@ describe("signature verification", () => {
     expect(await badDelivery.json()).toMatchObject({ field: "X-GitHub-Delivery" });
 
     expect(await jobCount(edge)).toBe(before);
+  });
+
+  it("refuses a signed body that is not UTF-8, or starts with a byte-order mark, with 400 naming the body, enqueuing nothing", async () => {
+    const before = await jobCount(edge);
+    const signed = (bytes: Buffer) => `sha256=${createHmac("sha256", WEBHOOK_SECRET).update(bytes).digest("hex")}`;
+    const post = (bytes: Buffer) =>
+      fetch(`${edge.url}/webhooks/github`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-github-event": "ping",
+          "x-github-delivery": crypto.randomUUID(),
+          "x-hub-signature-256": signed(bytes),
+        },
+        body: bytes,
+      });
+    // A lone 0xff, and a truncated two-byte sequence, inside a JSON string: never decoded to U+FFFD.
+    for (const bad of [Buffer.from([0xff]), Buffer.from([0xc3])]) {
+      const res = await post(Buffer.concat([Buffer.from('{"zen":"'), bad, Buffer.from('","hook_id":1}')]));
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ error: "invalid", field: "body" });
+    }
+    const bom = await post(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify(examplesOf("ping")[0]))]));
+    expect(bom.status).toBe(400);
+    expect(await bom.json()).toMatchObject({ field: "body" });
+    // The same bytes as valid UTF-8 are accepted: multi-byte characters are decoded, not refused.
+    const ok = await post(Buffer.from(JSON.stringify({ ...examplesOf("ping")[0], zen: "Ünïcødé ✓ 🚀" })));
+    expect(ok.status).toBe(202);
+    expect(await jobCount(edge)).toBe(before);
+  });
+
+  it("verifies, routes and deduplicates a body that arrives in many chunks like one that arrives in one", async () => {
+    const pr = clone(examplesOf("pull_request").find((p) => p.action === "synchronize"))!;
+    const pull = pr.pull_request as { number: number; head: { sha: string }; body: string | null };
+    pull.number = 4346;
+    pull.head.sha = "f".repeat(40);
+    pull.body = "é".repeat(400_000); // ~800 KB: many socket reads; a two-byte character split between chunks
+    const body = JSON.stringify(pr);
+    const first = await accepted(await deliver(edge, body, { event: "pull_request" }));
+    expect(first.jobs).toHaveLength(1);
+    const [job] = await kindsOf(first.jobs);
+    expect(job).toMatchObject({ kind: "preview.up", stack: "preview-hello-world-pr-4346", data: { headSha: "f".repeat(40) } });
+    const replay = (await accepted(await deliver(edge, body, { event: "pull_request" }))) as Accepted & { duplicateOf?: string };
+    expect(replay.duplicateOf).toBe(first.deliveryId);
+    expect(replay.jobs).toEqual(first.jobs);
   });
 
   it("refuses every delivery when no secret is configured", async () => {
@@ -370,6 +421,62 @@ describe("what the claim's round trip carries (issue 19)", () => {
     const replies = await Promise.all(Array.from({ length: 20 }, () => edge.redis.incr(key)));
     expect(replies).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     expect(edge.redis.stream.writableCorked).toBe(0);
+  });
+});
+
+describe("logs (issue 19)", () => {
+  it("writes one line per delivery, the handler's, with the secret scrubbed; no Fastify request lines for the route, and still for others", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString("utf8").split("\n")) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    const scrubber = new SecretScrubber();
+    scrubber.add(...secretValues(edge.config));
+    const app = await buildHttpServer({
+      config: edge.config,
+      logger: createLogger({ level: "info", scrubber, destination }),
+      queue: edge.queue,
+      redis: edge.redis,
+      registry: new Registry(),
+      readiness: () => Promise.resolve({ redis: true, engine: true }),
+    });
+    const url = await app.listen({ host: "127.0.0.1", port: 0 });
+    try {
+      const logged = { ...edge, url };
+      const synchronize = (sha: string) => {
+        const body = clone(examplesOf("pull_request").find((p) => p.action === "synchronize"))!;
+        const pull = body.pull_request as { number: number; head: { sha: string }; title: string };
+        pull.number = 4347;
+        pull.head.sha = sha;
+        pull.title = `leaks ${WEBHOOK_SECRET}?`;
+        return JSON.stringify(body);
+      };
+      const first = await accepted(await deliver(logged, synchronize("1".repeat(40)), { event: "pull_request" }));
+      const second = await accepted(await deliver(logged, synchronize("2".repeat(40)), { event: "pull_request" }));
+      // The second supersedes the first after its answer: wait for that before reading the lines.
+      for (let i = 0; (await edge.queue.getJobView(first.jobs[0]!))?.state !== "superseded"; i++) {
+        if (i > 200) throw new Error("the older preview was never superseded");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 50));
+
+      for (const answer of [first, second]) {
+        const about = lines.filter((l) => l.deliveryId === answer.deliveryId);
+        expect(about.map((l) => l.msg)).toEqual(["webhook delivery accepted"]);
+        expect(about[0]).toMatchObject({ event: "pull_request", jobIds: answer.jobs, redelivery: false });
+      }
+      // The supersede is in the job's record (and the worker's log), not an info line per delivery.
+      expect(lines.filter((l) => l.msg === "job superseded by a newer preview")).toEqual([]);
+      expect(lines.filter((l) => (l.req as { url?: string } | undefined)?.url === "/webhooks/github")).toEqual([]);
+      expect(lines.filter((l) => l.msg === "request completed" && l.responseTime !== undefined)).toHaveLength(1); // /healthz
+      expect(JSON.stringify(lines)).not.toContain(WEBHOOK_SECRET);
+    } finally {
+      await app.close();
+    }
   });
 });
 

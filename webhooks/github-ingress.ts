@@ -11,7 +11,13 @@
 //     signs every repository it is installed on), then dedupe on the delivery id AND the body's
 //     digest (the signature does not cover X-GitHub-Delivery, so a captured body replayed under a
 //     new id is the same delivery), route, enqueue. A 202 is sent only once every job is in Redis.
-import { createHash, createHmac, timingSafeEqual, type Hmac } from "node:crypto";
+// Per delivery the edge spends CPU on: one HMAC and one SHA-256 pass over the bytes, one UTF-8
+// check and decode, one JSON.parse, zod on the few fields routing uses (never the whole payload),
+// the claim's round trip (claim, PR head and lane places in it), the adds, one log line. A job
+// carries only what the worker needs (a preview.up is ~330 bytes, not the 21 KB payload).
+// Measurements: bench/README.md, "Ingest profile (issue 19)".
+import { isUtf8 } from "node:buffer";
+import { createHash, createHmac, createSecretKey, timingSafeEqual, type Hmac, type KeyObject } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from "fastify";
 import { z } from "zod";
 import type { Redis } from "ioredis";
@@ -22,10 +28,13 @@ import type { Logger } from "../core/logger.ts";
 import type { JobQueue, PreparedJob } from "../jobs/queue.ts";
 import type { RepoRef } from "../core/jobs.ts";
 import { deliveryRepository, RedisPrHeadStore, repositoryAllowed, routeGitHubEvent, type PrHead, type PrHeadStore } from "./github-routing.ts";
-import { OnceStore } from "./once.ts";
+import { OnceStore, type ClaimSet } from "./once.ts";
 import { PUBLIC, documented, errorBody, errorResponses } from "./openapi-schemas.ts";
 import { redisWriteBatcher } from "./redis-batch.ts";
 import { isRedisUnavailable } from "./redis-errors.ts";
+
+/** The route's path. */
+export const WEBHOOK_ROUTE = "/webhooks/github";
 
 /** GitHub caps payloads at 25 MB; we stop reading at 25 MiB. */
 export const WEBHOOK_BODY_LIMIT = 25 * 1024 * 1024;
@@ -57,11 +66,16 @@ export interface DeliveryAnswer {
   duplicateOf?: string;
 }
 
+/** The secrets as key objects, made once: an HMAC keyed with a string imports the key on every call. */
+export function webhookKeys(secrets: readonly string[]): KeyObject[] {
+  return secrets.map((secret) => createSecretKey(Buffer.from(secret, "utf8")));
+}
+
 /** HMAC-SHA256 of a body fed in pieces, under every configured secret at once (rotation). */
 export class SignatureCheck {
   readonly #macs: Hmac[];
 
-  constructor(secrets: readonly string[]) {
+  constructor(secrets: readonly (string | KeyObject)[]) {
     this.#macs = secrets.map((secret) => createHmac("sha256", secret));
   }
 
@@ -122,19 +136,16 @@ export class ByteBudget {
 /** How long a PR head is remembered: RedisPrHeadStore's TTL. */
 const PR_HEAD_TTL_SECONDS = 30 * 24 * 3600;
 
-/** SET KEYS[1] only when KEYS[2] holds ARGV[3] (the delivery claim this request won). */
-const SET_IF_CLAIMED = `if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) return 1 end return 0`;
-
 /**
  * The PR heads routing reads and writes, for one delivery: reads go to Redis at once (a comment
- * command needs the head), a write is held and sent with the delivery's claim (writeOn), so that
- * only the claim's winner records it: a redelivered old `synchronize` never moves a head back.
+ * command needs the head), a write is held and set by the delivery's claim script (claimSets), so
+ * that only the claim's winner records it: a redelivered old `synchronize` never moves a head back.
  * The key and value are RedisPrHeadStore's (github-ingress.test.ts reads one through the other).
  */
 export class ClaimedPrHeads implements PrHeadStore {
   readonly #store: PrHeadStore;
   readonly #prefix: string;
-  readonly #writes: { key: string; value: string }[] = [];
+  readonly #writes: ClaimSet[] = [];
 
   constructor(store: PrHeadStore, prefix: string) {
     this.#store = store;
@@ -146,13 +157,17 @@ export class ClaimedPrHeads implements PrHeadStore {
   }
 
   set(repo: RepoRef, pr: number, head: PrHead): Promise<void> {
-    this.#writes.push({ key: `${this.#prefix}:pr-head:${repo.owner.toLowerCase()}/${repo.name.toLowerCase()}#${pr}`, value: JSON.stringify(head) });
+    this.#writes.push({
+      key: `${this.#prefix}:pr-head:${repo.owner.toLowerCase()}/${repo.name.toLowerCase()}#${pr}`,
+      value: JSON.stringify(head),
+      ttlSeconds: PR_HEAD_TTL_SECONDS,
+    });
     return Promise.resolve();
   }
 
-  /** Sends the held writes on `redis`, each acting only if `guard.key` holds `guard.value`. */
-  writeOn(redis: Redis, guard: { key: string; value: string }): Promise<unknown>[] {
-    return this.#writes.map((w) => redis.eval(SET_IF_CLAIMED, 2, w.key, guard.key, w.value, String(PR_HEAD_TTL_SECONDS), guard.value));
+  /** The held writes, for OnceStore.run's setOnClaim: set only by the claim that wins. */
+  claimSets(): readonly ClaimSet[] {
+    return this.#writes;
   }
 }
 
@@ -175,8 +190,6 @@ class EdgeRefusal extends Error {
     this.code = code;
   }
 }
-
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The declared body length: a number, `chunked` (a body of unknown length), or 0 (no body). */
 function declaredLength(req: FastifyRequest): number | "chunked" {
@@ -220,6 +233,7 @@ const ingressDocs = {
 export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressDeps): void {
   const prefix = deps.config.queuePrefix;
   const secrets = deps.config.webhookSecrets;
+  const keys = webhookKeys(secrets);
   // The answer is stored in the background: a delivery's jobs have deterministic ids and adding or
   // registering one twice is a no-op, so if the stored answer were lost, a redelivery after the
   // 30 s marker would re-add the same jobs and answer the same ids. The jobs themselves are durable
@@ -240,7 +254,7 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
   const count = (event: string, outcome: string) => deps.deliveries.inc({ event, outcome });
 
   const refuse = (reply: FastifyReply, status: number, error: string, message: string, extra: Record<string, unknown> = {}) => {
-    // The route logs one line per delivery itself (see the route's logLevel below).
+    // The route logs one line per delivery itself (Fastify's per-request lines are off for it: http-server.ts).
     deps.logger.info({ reqId: reply.request.id, status, error }, "webhook delivery refused");
     return reply.code(status).send({ error, message, ...extra });
   };
@@ -282,7 +296,7 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
 
   /** Reads the body through the signature check; resolves only a body whose signature matched. */
   function readVerified(req: FastifyRequest, payload: NodeJS.ReadableStream, done: (err: Error | null, body?: VerifiedBody) => void): void {
-    const check = new SignatureCheck(secrets);
+    const check = new SignatureCheck(keys);
     const digest = createHash("sha256");
     let chunks: Buffer[] = [];
     let received = 0;
@@ -317,7 +331,9 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
         finish(new EdgeRefusal(401, "unauthorized", "missing or invalid X-Hub-Signature-256"));
         return;
       }
-      finish(null, { verified: true, raw: Buffer.concat(chunks, received), sha256: digest.digest("hex") });
+      // A body that came in one chunk (most do) is used as it is, not copied.
+      const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
+      finish(null, { verified: true, raw, sha256: digest.digest("hex") });
     };
     const onError = (err: Error) => finish(Object.assign(err, { statusCode: 400 }));
     const onClose = () => finish(new EdgeRefusal(400, "aborted", "the request ended before its body"));
@@ -349,7 +365,10 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
     }
     let payload: unknown;
     try {
-      const text = utf8.decode(body.raw);
+      // Bytes that are not UTF-8 are refused, not decoded with replacement characters. A BOM is
+      // kept (and refused by JSON.parse), as GitHub sends none.
+      if (!isUtf8(body.raw)) throw new SyntaxError("body is not UTF-8");
+      const text = body.raw.toString("utf8");
       const contentType = String(req.headers["content-type"] ?? "");
       const json = contentType.startsWith("application/x-www-form-urlencoded") ? (new URLSearchParams(text).get("payload") ?? "") : text;
       payload = JSON.parse(json);
@@ -362,13 +381,15 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
       return refuse(reply, 400, "invalid", "body: must be a JSON object", { field: "body" });
     }
 
-    const log = deps.logger.child({ deliveryId, event });
+    // The delivery's fields are written into each line: a child logger per request costs more
+    // than the one or two lines it would carry.
+    const log = deps.logger;
     try {
       const repository = deliveryRepository(payload);
       if (repository === null || !repositoryAllowed(repository, deps.config.repositories)) {
         const ignored = repository === null ? "delivery names no repository" : "repository is not in STACKRAIL_REPOSITORIES";
         count(event, repository === null ? "no_repository" : "ignored_repository");
-        log.info({ repository, ignored }, "webhook delivery ignored");
+        log.info({ deliveryId, event, repository, ignored }, "webhook delivery ignored");
         return reply.code(202).send({ deliveryId, jobs: [], ignored } satisfies DeliveryAnswer);
       }
 
@@ -396,23 +417,31 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
         refusal = err;
       }
       const jobs = planned?.jobs ?? [];
-      const keys = [`${prefix}:delivery:${deliveryId}`, `${prefix}:delivery-body:${body.sha256}`];
+      const claimKeys = [`${prefix}:delivery:${deliveryId}`, `${prefix}:delivery-body:${body.sha256}`];
       batchWrites();
       const result = await once.run<DeliveryAnswer>(
-        keys,
+        claimKeys,
         async () => {
           if (!planned) throw refusal;
           batchWrites();
           // One job after the other, in the order routing planned them (the lane order).
           for (const job of jobs) await deps.queue.addPrepared(job);
+          // The stored answer (sent by once.run right after this) and the supersede's first
+          // command leave in one write.
+          batchWrites();
           return { remember: true, value: { deliveryId, jobs: jobs.map((j) => j.jobId), ...(planned.ignored ? { ignored: planned.ignored } : {}) } };
         },
         planned
           ? {
-              alsoOnClaim: (redis, guard) => [
-                ...heads.writeOn(redis, guard),
-                ...jobs.flatMap((job) => (job.stack ? [deps.queue.lanes.registerOn(redis, job.stack, job.jobId, { kind: job.data.kind, onlyIf: guard })] : [])),
-              ],
+              setOnClaim: heads.claimSets(),
+              ...(jobs.some((job) => job.stack)
+                ? {
+                    alsoOnClaim: (redis: Redis, guard: { key: string; value: string }) =>
+                      jobs.flatMap((job) =>
+                        job.stack ? [deps.queue.lanes.registerOn(redis, job.stack, job.jobId, { kind: job.data.kind, onlyIf: guard })] : [],
+                      ),
+                  }
+                : {}),
             }
           : {},
       );
@@ -422,13 +451,14 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
         // effort, and an older job only ever runs first, never instead of the newer one.
         for (const job of jobs) {
           void deps.queue.supersedeFor(job).then((superseded) => {
-            for (const old of superseded) log.info({ jobId: old, supersededBy: job.jobId }, "job superseded by a newer preview");
+            // Debug: the job's record says supersededBy, and the worker logs it when it meets the job.
+            for (const old of superseded) log.debug({ deliveryId, event, jobId: old, supersededBy: job.jobId }, "job superseded by a newer preview");
           });
         }
       }
       if (result.status === "busy") {
         count(event, "busy");
-        log.warn("delivery is still being processed by another request");
+        log.warn({ deliveryId, event }, "delivery is still being processed by another request");
         return refuse(reply, 503, "unavailable", "this delivery is being processed; redeliver later");
       }
       // The same body under another delivery id answers that delivery's jobs (and enqueues nothing).
@@ -437,19 +467,19 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
       const answer: DeliveryAnswer = duplicate ? { ...first, deliveryId, duplicateOf: first.deliveryId } : first;
       count(event, duplicate ? "duplicate_body" : result.status === "replay" ? "redelivery" : "accepted");
       log.info(
-        { jobIds: answer.jobs, redelivery: result.status === "replay", duplicateOf: answer.duplicateOf, ignored: answer.ignored },
+        { deliveryId, event, jobIds: answer.jobs, redelivery: result.status === "replay", duplicateOf: answer.duplicateOf, ignored: answer.ignored },
         "webhook delivery accepted",
       );
       return reply.code(202).send(answer);
     } catch (err) {
       if (err instanceof ValidationError) {
         count(event, "invalid");
-        log.info({ field: err.field }, "webhook payload refused");
+        log.info({ deliveryId, event, field: err.field }, "webhook payload refused");
         return refuse(reply, 400, "invalid", err.message, { field: err.field });
       }
       if ((err instanceof StackrailError && err.fate === "retry") || isRedisUnavailable(err)) {
         count(event, "unavailable");
-        log.warn({ err }, "webhook delivery not enqueued: Redis unavailable");
+        log.warn({ deliveryId, event, err }, "webhook delivery not enqueued: Redis unavailable");
         return refuse(reply, 503, "unavailable", "the job queue cannot take the delivery now; redeliver later");
       }
       throw err;
@@ -460,8 +490,9 @@ export function registerGitHubIngress(app: FastifyInstance, deps: GitHubIngressD
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser("*", (req, payload, next) => readVerified(req, payload, next));
     // One log line per delivery, the handler's own (delivery id, event, outcome, job ids), instead
-    // of Fastify's two per request (incoming, completed): on a busy edge each line is a write.
-    scope.post("/webhooks/github", { onRequest: admit, logLevel: "warn", ...documented(ingressDocs) }, handle);
+    // of Fastify's two per request (incoming, completed; left out by http-server.ts's logController):
+    // on a busy edge each line is a write.
+    scope.post(WEBHOOK_ROUTE, { onRequest: admit, ...documented(ingressDocs) }, handle);
     done();
   });
 }

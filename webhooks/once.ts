@@ -13,9 +13,12 @@ const DONE = "done:";
 const CLAIMED = "claimed";
 
 // A stored answer wins over a pending marker, so a copy never waits for a retry of finished work.
+// KEYS[1..ARGV[3]] are the claim's keys; any KEYS after them are set (to ARGV[4], ARGV[6], … with
+// ARGV[5], ARGV[7], … seconds to live) only when this claim wins, in the same script.
 const CLAIM = `
+local n = tonumber(ARGV[3])
 local pending = false
-for i = 1, #KEYS do
+for i = 1, n do
   local v = redis.call('GET', KEYS[i])
   if v then
     if string.sub(v, 1, ${DONE.length}) == '${DONE}' then return v end
@@ -23,7 +26,11 @@ for i = 1, #KEYS do
   end
 end
 if pending then return pending end
-for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
+for i = 1, n do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
+for i = n + 1, #KEYS do
+  local a = 4 + 2 * (i - n - 1)
+  redis.call('SET', KEYS[i], ARGV[a], 'EX', tonumber(ARGV[a + 1]))
+end
 return '${CLAIMED}'`;
 
 const STORE = `for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) end return #KEYS`;
@@ -61,6 +68,16 @@ export interface OnceOptions {
  */
 export type ClaimWrites = (redis: Redis, guard: { key: string; value: string }) => readonly Promise<unknown>[];
 
+/**
+ * A key set by the claim's own script, only when the claim wins: no command of its own, and no
+ * guard to check (a copy that loses the claim, or finds the work done, sets nothing).
+ */
+export interface ClaimSet {
+  readonly key: string;
+  readonly value: string;
+  readonly ttlSeconds: number;
+}
+
 export type OnceResult<T> = { status: "first"; value: T } | { status: "replay"; value: T } | { status: "busy" };
 
 export class OnceStore {
@@ -76,11 +93,13 @@ export class OnceStore {
    * Runs `work` for the first caller of `key` (or of any of `keys`: a copy that matches one of them
    * answers what the first did). `work` returns whether its value should be remembered (a refusal
    * is not: a retry must be able to succeed). Errors from `work` or from Redis propagate.
+   * `setOnClaim` keys are set by the claim's script when (and only when) this caller wins it;
+   * `alsoOnClaim` writes follow the claim on its connection, each guarded by the claim's marker.
    */
   async run<T>(
     key: string | readonly string[],
     work: () => Promise<{ remember: boolean; value: T }>,
-    options: { alsoOnClaim?: ClaimWrites } = {},
+    options: { alsoOnClaim?: ClaimWrites; setOnClaim?: readonly ClaimSet[] } = {},
   ): Promise<OnceResult<T>> {
     const keys = typeof key === "string" ? [key] : [...key];
     if (keys.length === 0) throw new TypeError("OnceStore.run needs at least one key");
@@ -91,7 +110,7 @@ export class OnceStore {
       const marker = `${PENDING}${randomUUID()}`;
       let claimed: unknown;
       try {
-        claimed = await this.#claim(keys, marker, options.alsoOnClaim);
+        claimed = await this.#claim(keys, marker, options.alsoOnClaim, options.setOnClaim ?? []);
       } catch (err) {
         // A timed-out claim may still run when a hung Redis wakes up; the delete queued behind it on the
         // same connection then removes the markers, so the redelivery is not blocked for pendingTtlMs.
@@ -131,8 +150,12 @@ export class OnceStore {
     }
   }
 
-  async #claim(keys: readonly string[], marker: string, also: ClaimWrites | undefined): Promise<unknown> {
-    const claim = this.#redis.eval(CLAIM, keys.length, ...keys, marker, String(this.#options.pendingTtlMs));
+  async #claim(keys: readonly string[], marker: string, also: ClaimWrites | undefined, sets: readonly ClaimSet[]): Promise<unknown> {
+    const args: (string | number)[] = [...keys];
+    for (const s of sets) args.push(s.key);
+    args.push(marker, String(this.#options.pendingTtlMs), String(keys.length));
+    for (const s of sets) args.push(s.value, String(s.ttlSeconds));
+    const claim = this.#redis.eval(CLAIM, keys.length + sets.length, ...args);
     if (!also) return claim;
     const writes = also(this.#redis, { key: keys[0] as string, value: marker });
     const [claimed] = await Promise.all([claim, ...writes]);
