@@ -20,6 +20,7 @@ import type { JobQueue } from "../jobs/queue.ts";
 import { deleteRedisPrefix, dropLocalLeftovers, removeDir } from "./lib/cleanup.ts";
 import { startCpu, type CpuUse } from "./lib/cpu.ts";
 import { expectSucceeded, waitFinal } from "./lib/jobs.ts";
+import { postJob } from "./lib/post-job.ts";
 import { envInt, round, say, type Row } from "./lib/report.ts";
 
 interface WorkerProcess {
@@ -67,24 +68,6 @@ async function stopWorker(w: WorkerProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-async function post(service: Service, token: string, url: string, body: unknown): Promise<string> {
-  for (let attempt = 0; ; attempt++) {
-    const res = await fetch(`${service.url}${url}`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    const answer = (await res.json()) as { jobId?: string };
-    // 503: Redis did not take it in time; a control plane retries, a few times.
-    if (res.status === 503 && attempt < 5) {
-      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
-      continue;
-    }
-    if (res.status !== 202 || !answer.jobId) throw new Error(`POST ${url}: ${res.status} ${JSON.stringify(answer)}`);
-    return answer.jobId;
-  }
-}
-
 async function timed<T>(what: () => Promise<T>): Promise<{ ms: number; cpu: CpuUse; value: T }> {
   const cpuOf = startCpu();
   const t0 = performance.now();
@@ -93,7 +76,7 @@ async function timed<T>(what: () => Promise<T>): Promise<{ ms: number; cpu: CpuU
 }
 
 async function release(queue: JobQueue, service: Service, token: string, version: string): Promise<Record<string, unknown>> {
-  const jobId = await post(service, token, "/v1/releases", { version });
+  const jobId = await postJob(service.url ?? "", token, "/v1/releases", { version });
   const view = expectSucceeded(await waitFinal(queue, jobId, 1_800_000, 50), "release.rollout");
   return (view.result ?? {}) as Record<string, unknown>;
 }
@@ -145,7 +128,7 @@ export async function benchRollout(): Promise<Row[]> {
     say(`rollout: provisioning ${n} tenants through the tenant API at concurrency ${concurrency} (one worker process)`);
     const provisions = await timed(async () => {
       const jobIds: string[] = [];
-      for (const id of ids) jobIds.push(await post(service, token, "/v1/tenants", { id, region: "eu-west-1", tier: "pool", version: "1.0.0" }));
+      for (const id of ids) jobIds.push(await postJob(service.url ?? "", token, "/v1/tenants", { id, region: "eu-west-1", tier: "pool", version: "1.0.0" }));
       for (const jobId of jobIds) expectSucceeded(await waitFinal(queue, jobId, 1_800_000, 50), "tenant.provision");
     });
     say(`rollout: ${n} provisions took ${Math.round(provisions.ms)} ms`);

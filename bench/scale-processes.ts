@@ -61,24 +61,6 @@ export async function stopWorker(w: WorkerProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-/** POST with a bearer token; a 503 (Redis did not take it in time) is retried a few times. Returns the job id. */
-export async function postJob(baseUrl: string, token: string, url: string, body: unknown): Promise<string> {
-  for (let attempt = 0; ; attempt++) {
-    const res = await fetch(`${baseUrl}${url}`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    const answer = (await res.json()) as { jobId?: string };
-    if (res.status === 503 && attempt < 5) {
-      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
-      continue;
-    }
-    if (res.status !== 202 || !answer.jobId) throw new Error(`POST ${url}: ${res.status} ${JSON.stringify(answer)}`);
-    return answer.jobId;
-  }
-}
-
 export function rssOf(pid: number): number {
   try {
     const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

@@ -39,7 +39,8 @@ import { dropLocalLeftovers, removeDir } from "./lib/cleanup.ts";
 import { startCpu, type CpuUse } from "./lib/cpu.ts";
 import { expectSucceeded, waitFinal } from "./lib/jobs.ts";
 import { envInt, machineInfo, renderTable, round, say, type Machine, type Row } from "./lib/report.ts";
-import { postJob, rssOf, sample, startHealthEndpoint, startWorker, stopWorker, usedMemory, type WorkerProcess } from "./scale-processes.ts";
+import { postJob } from "./lib/post-job.ts";
+import { rssOf, sample, startHealthEndpoint, startWorker, stopWorker, usedMemory, type WorkerProcess } from "./scale-processes.ts";
 import { loadRecording } from "./scale-runner.ts";
 import { seedTenants } from "./scale-seed.ts";
 
